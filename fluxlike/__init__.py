@@ -1,0 +1,44 @@
+"""fluxlike: Flux.jl's explicit-gradient training API on JAX.
+
+    import fluxlike as fl
+    model = fl.Chain(fl.Dense(784, 32, fl.relu), fl.Dense(32, 10))
+    opt_state = fl.setup(fl.Adam(), model)
+    fl.train_(lambda m, x, y: fl.losses.mse(m(x), y), model, data, opt_state)
+"""
+
+from . import losses
+from ._tree import seed
+from .activations import (
+    celu, elu, gelu, hardsigmoid, hardtanh, identity, leakyrelu, logsigmoid, logsoftmax,
+    mish, relu, relu6, selu, sigmoid, softmax, softplus, softsign, swish, tanh,
+)
+from .data import DataLoader, onecold, onehotbatch
+from .functor import cpu, destructure, f16, f32, f64, fmap, gpu, loadmodel_, params, state
+from .gradient import gradient, withgradient
+from .init import glorot_normal, glorot_uniform, nfan, ones32, zeros32
+from .layers.combinators import Chain, Fn
+from .layers.dense import Dense
+from .layers.dropout import Dropout
+from .module import Module, field, is_training, modules, testmode_, trainmode_
+from .optimise.adjust import adjust, adjust_, freeze, freeze_, thaw, thaw_
+from .optimise.rule import Rule
+from .optimise.rules import Adam, ClipGrad, ClipNorm, Descent, Momentum, OptimiserChain, WeightDecay
+from .optimise.state import Leaf, OptState, setup, update, update_
+from .train import train, train_, trainstep_
+
+__all__ = [
+    "losses", "seed",
+    "celu", "elu", "gelu", "hardsigmoid", "hardtanh", "identity", "leakyrelu", "logsigmoid",
+    "logsoftmax", "mish", "relu", "relu6", "selu", "sigmoid", "softmax", "softplus", "softsign",
+    "swish", "tanh",
+    "DataLoader", "onecold", "onehotbatch",
+    "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "loadmodel_", "params", "state",
+    "gradient", "withgradient",
+    "glorot_normal", "glorot_uniform", "nfan", "ones32", "zeros32",
+    "Chain", "Fn", "Dense", "Dropout",
+    "Module", "field", "is_training", "modules", "testmode_", "trainmode_",
+    "adjust", "adjust_", "freeze", "freeze_", "thaw", "thaw_",
+    "Rule", "Adam", "ClipGrad", "ClipNorm", "Descent", "Momentum", "OptimiserChain", "WeightDecay",
+    "Leaf", "OptState", "setup", "update", "update_",
+    "train", "train_", "trainstep_",
+]

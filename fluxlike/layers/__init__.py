@@ -1,0 +1,1 @@
+"""Layers: one file per family. The public names are re-exported by `fluxlike`."""

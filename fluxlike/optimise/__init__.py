@@ -1,0 +1,1 @@
+"""Optimisation: rules, the model-shaped state tree, adjust/freeze."""

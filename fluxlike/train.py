@@ -1,0 +1,323 @@
+"""`train_`, `train`, `trainstep_`: Flux's `train!` as compiled steps.
+
+The step is one jitted function of the model's arrays, the optimiser state
+and a batch. It is cached by what the loss function *is* (its code, closure
+and the globals it reads), not by the function object, so the fresh lambda
+of `fl.train_(lambda m, x, y: ..., ...)` in every epoch reuses one compiled
+program. The epoch loop never waits for the device: a non-finite loss
+disables the remaining updates on the device, and the host finds out once,
+at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import types
+from typing import Any, Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._tree import tracing
+from .gradient import withgradient
+from .module import set_leaves_
+from .optimise.state import OptState, _check_state, _make, _update, assign_
+
+__all__ = ["train_", "train", "trainstep_"]
+
+
+# ---------------------------------------------------------------------------
+# what a loss function is
+
+
+def _ident(v: Any, depth: int = 0) -> Any:
+    if v is None or isinstance(v, (bool, int, float, complex, str, bytes)):
+        return (type(v), v)
+    if isinstance(v, types.FunctionType) and depth < 3:
+        return _fn_key(v, depth + 1)
+    return ("id", id(v))
+
+
+def _fn_key(f: Callable, depth: int = 0) -> Any:
+    """A hashable key equal for two functions that compute the same thing:
+    same code, same closure values, same globals read, same defaults."""
+    if isinstance(f, functools.partial):
+        return ("partial", _ident(f.func, depth), tuple(_ident(a, depth) for a in f.args),
+                tuple(sorted((k, _ident(v, depth)) for k, v in f.keywords.items())))
+    if not isinstance(f, types.FunctionType):
+        return ("id", id(f))
+    code = f.__code__
+    cells = tuple(_ident(c.cell_contents, depth) for c in f.__closure__ or ())
+    g = f.__globals__
+    globs = tuple((n, _ident(g[n], depth)) for n in code.co_names if n in g)
+    defaults = tuple(_ident(d, depth) for d in f.__defaults__ or ())
+    kwdefaults = tuple(sorted((k, _ident(v, depth)) for k, v in (f.__kwdefaults__ or {}).items()))
+    return (code, cells, globs, defaults, kwdefaults)
+
+
+def _referents(f: Callable) -> tuple:
+    """Objects whose ids the key uses, kept alive so ids are not reused."""
+    out: list[Any] = [f]
+    if isinstance(f, types.FunctionType):
+        out += [f.__globals__.get(n) for n in f.__code__.co_names]
+    return tuple(out)
+
+
+class _Steps:
+    """The compiled steps for one loss function, and its references."""
+
+    def __init__(self, loss: Callable) -> None:
+        self.refs = _referents(loss)
+        self.loss = loss
+        self.epoch = jax.jit(
+            functools.partial(_epoch_step, loss), static_argnums=(5, 6, 7), donate_argnums=(0, 1, 2, 3)
+        )
+        self.single = jax.jit(functools.partial(_single_step, loss), static_argnums=(3, 4))
+
+
+_CACHE: collections.OrderedDict[Any, _Steps] = collections.OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _steps(loss: Callable) -> _Steps:
+    if not callable(loss):
+        raise TypeError(f"train_: the first argument must be the loss function loss(model, x, y), got {loss!r}")
+    key = _fn_key(loss)
+    try:
+        hit = _CACHE[key]
+        _CACHE.move_to_end(key)
+        return hit
+    except TypeError:  # unhashable key: compile per function object
+        return _Steps(loss)
+    except KeyError:
+        pass
+    steps = _CACHE[key] = _Steps(loss)
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return steps
+
+
+# ---------------------------------------------------------------------------
+# the step
+
+
+def _call(loss: Callable, m: Any, batch: Any, splat: bool) -> Any:
+    return loss(m, *batch) if splat else loss(m, batch)
+
+
+def _grad_step(loss: Callable, leaves: list, state: OptState, batch: Any, treedef: Any, splat: bool) -> tuple:
+    model = jax.tree.unflatten(treedef, leaves)
+    val, grads = withgradient(lambda m: _call(loss, m, batch, splat), model)
+    if isinstance(val, (tuple, dict)):
+        val = val[0] if isinstance(val, tuple) else val["loss"]
+    new_state, new_model = _update(state, model, grads[0])
+    return val, new_state, jax.tree.leaves(new_model)
+
+
+def _epoch_step(
+    loss: Callable, uleaves: tuple, state: OptState, status: jax.Array, losses: jax.Array,
+    batch: Any, treedef: Any, where: tuple, splat: bool,
+) -> tuple:
+    """One step of an epoch on the unique arrays of the model.
+
+    `status` = [this item's index, first non-finite item or -1, index of the
+    first item in `losses`]. After a non-finite loss every later step is a
+    no-op, so the epoch ends with the model as it was before that item.
+    """
+    leaves = [uleaves[j] for j in where]
+    val, new_state, new_leaves = _grad_step(loss, leaves, state, batch, treedef, splat)
+    i, bad = status[0], status[1]
+    finite = jnp.isfinite(val)
+    ok = finite & (bad < 0)
+    first = _first(where)
+    keep = lambda old, new: jnp.where(ok, new, old)
+    new_u = tuple(keep(o, new_leaves[p]) for o, p in zip(uleaves, first))
+    new_state = jax.tree.map(keep, state, new_state)
+    status = jnp.stack([i + 1, jnp.where((bad < 0) & ~finite, i, bad), status[2]])
+    losses = losses.at[i - status[2]].set(val.astype(losses.dtype))
+    return new_u, new_state, status, losses
+
+
+@functools.lru_cache(maxsize=256)
+def _first(where: tuple) -> tuple:
+    """For each unique array, the first model position that holds it."""
+    out: dict[int, int] = {}
+    for p, j in enumerate(where):
+        out.setdefault(j, p)
+    return tuple(out[j] for j in range(len(out)))
+
+
+def _single_step(loss: Callable, leaves: tuple, state: OptState, batch: Any, treedef: Any, splat: bool) -> tuple:
+    val, new_state, new_leaves = _grad_step(loss, list(leaves), state, batch, treedef, splat)
+    ok = jnp.isfinite(val)
+    keep = lambda old, new: jnp.where(ok, new, old)
+    return val, jax.tree.map(keep, state, new_state), tuple(map(keep, leaves, new_leaves))
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+def _unique(leaves: list) -> tuple[list, tuple]:
+    """Distinct arrays (tied weights appear once, so donation is safe) and,
+    for each model position, the index of its array among them."""
+    seen: dict[int, int] = {}
+    uniq: list = []
+    where = []
+    for leaf in leaves:
+        j = seen.get(id(leaf))
+        if j is None:
+            j = seen[id(leaf)] = len(uniq)
+            uniq.append(leaf)
+        where.append(j)
+    return uniq, tuple(where)
+
+
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
+def _splat(d: Any) -> bool:
+    return type(d) is tuple
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss was NaN or infinite; training stopped before that item."""
+
+    def __init__(self, msg: str, item: int, losses: np.ndarray) -> None:
+        super().__init__(msg)
+        self.item, self.losses = item, losses
+
+
+def _run_epoch(loss: Callable, model: Any, data: Iterable, state: OptState, fn: str) -> tuple[list, OptState, np.ndarray, Any]:
+    if tracing():
+        raise RuntimeError(f"fl.{fn} runs whole epochs and cannot be called inside jax.jit; compile your own step (WALKTHROUGH 8b) instead")
+    state = _check_state(state, fn)
+    steps = _steps(loss)
+    leaves, treedef = jax.tree.flatten(model)
+    uniq, where = _unique(leaves)
+    # work on copies: donation then never invalidates arrays the caller holds
+    uniq, st = _copy((tuple(uniq), state))
+    try:
+        n = len(data)  # type: ignore[arg-type]
+    except TypeError:
+        n = None
+    cap = n if n else 1024
+    dtype = jnp.result_type(float)
+    status = jnp.array([0, -1, 0], jnp.int32)
+    buffers = []
+    buf = jnp.zeros(cap, dtype)
+    count = 0
+    for d in data:
+        if count and count % cap == 0 and n is None:
+            buffers.append(buf)
+            buf = jnp.zeros(cap, dtype)
+            status = status.at[2].set(count)
+        if n is not None and count >= n:
+            raise RuntimeError(f"{fn}: data yielded more items than its len() = {n}")
+        uniq, st, status, buf = steps.epoch(uniq, st, status, buf, d, treedef, where, _splat(d))
+        count += 1
+    buffers.append(buf)
+    if count == 0:
+        return leaves, state, np.zeros(0, dtype), None
+    host = jax.device_get((status, buffers))
+    bad = int(host[0][1])
+    losses = np.concatenate(host[1])[:count]
+    new_leaves = [uniq[j] for j in where]
+    if bad >= 0:
+        return new_leaves, st, losses, NonFiniteLoss(
+            f"{fn}: the loss is {losses[bad]} on data item {bad} (0-based), stopping training; "
+            "the model and optimiser state are as they were before that item",
+            bad, losses[:bad + 1],
+        )
+    return new_leaves, st, losses, None
+
+
+def train_(loss: Callable, model: Any, data: Iterable, state: OptState) -> np.ndarray:
+    """One epoch of training, in place, like Flux's `train!`; returns the losses.
+
+    For each item `d` of `data`, computes the gradient of `loss(model, *d)`
+    (when `d` is a plain tuple) or `loss(model, d)` (anything else: arrays,
+    dicts, NamedTuples) and updates `model` and `state` with it. The step is
+    compiled once and reused across epochs, even for a fresh lambda each time.
+    A non-finite loss stops training with a `FloatingPointError` naming the
+    item; model and state are then as they were before it.
+
+    Args:
+        loss: `loss(model, *item)`, returning a scalar (or a tuple/dict whose
+            first element / "loss" is the scalar).
+        model: the model; its arrays are rebound in place.
+        data: an iterable of items, e.g. a `fl.DataLoader` or `list(zip(X, Y))`.
+        state: from `fl.setup(rule, model)`; rebound in place.
+
+    Returns:
+        The loss of every item, as a numpy array.
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp, fluxlike as fl
+        >>> model = fl.Dense(1, 1)
+        >>> x = np.linspace(-1, 1, 64, dtype="float32")[:, None]
+        >>> data = fl.DataLoader((x, 3 * x), batchsize=16)
+        >>> state = fl.setup(fl.Adam(0.1), model)
+        >>> for epoch in range(30):
+        ...     losses = fl.train_(lambda m, x, y: fl.losses.mse(m(x), y), model, data, state)
+        >>> losses.shape, bool(losses.mean() < 0.01)
+        ((4,), True)
+    """
+    leaves, st, losses, err = _run_epoch(loss, model, data, state, "train_")
+    if st is not state:
+        assign_(state, st)
+        set_leaves_(model, leaves)
+    if err is not None:
+        raise err
+    return losses
+
+
+def train(loss: Callable, model: Any, data: Iterable, state: OptState) -> tuple[Any, OptState, np.ndarray]:
+    """`train_` without changing its inputs: returns `(model, state, losses)`.
+
+    Example:
+        >>> import numpy as np, fluxlike as fl
+        >>> model = fl.Dense(1, 1)
+        >>> state = fl.setup(fl.Descent(0.1), model)
+        >>> data = [(np.ones((4, 1), "float32"), np.zeros((4, 1), "float32"))]
+        >>> new, state2, losses = fl.train(lambda m, x, y: fl.losses.mse(m(x), y), model, data, state)
+        >>> new is model, bool((new.weight != model.weight).all())
+        (False, True)
+    """
+    leaves, st, losses, err = _run_epoch(loss, model, data, state, "train")
+    if err is not None:
+        raise err
+    _, treedef = jax.tree.flatten(model)
+    return jax.tree.unflatten(treedef, leaves), st if st is not state else _make(
+        state._states, state._hyper, state._counts, state._spec), losses
+
+
+def trainstep_(loss: Callable, model: Any, batch: Any, state: OptState) -> jax.Array:
+    """One compiled training step in place, for loops of one's own; returns
+    the loss (a device scalar: reading it waits for the step).
+
+    The batch is splatted if it is a plain tuple, as in `train_`. If the loss
+    is not finite the update is skipped (model and state unchanged) and the
+    returned loss shows it.
+
+    Example:
+        >>> import numpy as np, fluxlike as fl
+        >>> model = fl.Dense(1, 1)
+        >>> state = fl.setup(fl.Descent(0.1), model)
+        >>> batch = (np.ones((4, 1), "float32"), np.zeros((4, 1), "float32"))
+        >>> l1 = fl.trainstep_(lambda m, x, y: fl.losses.mse(m(x), y), model, batch, state)
+        >>> l2 = fl.trainstep_(lambda m, x, y: fl.losses.mse(m(x), y), model, batch, state)
+        >>> bool(l2 < l1)
+        True
+    """
+    if tracing():
+        raise RuntimeError("fl.trainstep_ changes the model in place and cannot run inside jax.jit; use fl.withgradient and fl.update there")
+    state = _check_state(state, "trainstep_")
+    steps = _steps(loss)
+    leaves, treedef = jax.tree.flatten(model)
+    val, st, new = steps.single(tuple(leaves), state, batch, treedef, _splat(batch))
+    assign_(state, st)
+    set_leaves_(model, list(new))
+    return val
