@@ -16,15 +16,14 @@ from .data import DataLoader, onecold, onehotbatch
 from .functor import cpu, destructure, f16, f32, f64, fmap, gpu, loadmodel_, params, state
 from .gradient import gradient, withgradient
 from .init import glorot_normal, glorot_uniform, nfan, ones32, zeros32
-from .layers.combinators import Chain, Fn
-from .layers.dense import Dense
-from .layers.dropout import Dropout
+from .layers import *  # noqa: F403  (each layer file's __all__)
+from .layers import __all__ as _layer_names
 from .module import Module, field, is_training, modules, testmode_, trainmode_
 from .optimise.adjust import adjust, adjust_, freeze, freeze_, thaw, thaw_
 from .optimise.rule import Rule
 from .optimise.rules import Adam, ClipGrad, ClipNorm, Descent, Momentum, OptimiserChain, WeightDecay
 from .optimise.state import Leaf, OptState, setup, update, update_
-from .train import train, train_, trainstep_
+from .training import train, train_, trainstep_
 
 __all__ = [
     "losses", "seed",
@@ -35,10 +34,10 @@ __all__ = [
     "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "loadmodel_", "params", "state",
     "gradient", "withgradient",
     "glorot_normal", "glorot_uniform", "nfan", "ones32", "zeros32",
-    "Chain", "Fn", "Dense", "Dropout",
     "Module", "field", "is_training", "modules", "testmode_", "trainmode_",
     "adjust", "adjust_", "freeze", "freeze_", "thaw", "thaw_",
     "Rule", "Adam", "ClipGrad", "ClipNorm", "Descent", "Momentum", "OptimiserChain", "WeightDecay",
     "Leaf", "OptState", "setup", "update", "update_",
     "train", "train_", "trainstep_",
+    *_layer_names,
 ]

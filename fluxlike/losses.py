@@ -19,6 +19,12 @@ Shared conventions:
   shorter shape with leading ones (Flux pads trailing ones, column-major), and
   a 0-d ``y`` or ``y_hat`` (a constant label) passes. A mismatch raises
   ``ValueError``.
+* Each loss's arithmetic is one jit-compiled kernel, so an eager call compiles
+  once per shape and dtype; hyperparameters (``delta``, ``eps``, ``gamma``,
+  ``margin``, ...) are traced arguments, so changing them never recompiles.
+  ``agg`` runs outside the kernel, so any callable works without recompiling.
+* ``dice_coeff_loss`` and ``tversky_loss`` reduce the whole array to a scalar
+  and take no ``agg``, as in Flux.
 """
 
 import functools
@@ -59,13 +65,17 @@ Axis = int | tuple[int, ...]
 # helpers
 
 
-def _prepare(name: str, y_hat: ArrayLike, y: ArrayLike, agg: Agg) -> tuple[jax.Array, jax.Array]:
-    """Convert to arrays, check ``agg`` and the shapes as Flux's ``_check_sizes``."""
+def _check_agg(name: str, agg: Agg) -> None:
     if agg is not None and not callable(agg):
         raise TypeError(
             f"{name}: agg must be a callable such as jnp.mean or jnp.sum, or None "
             f"for no reduction; got {agg!r}"
         )
+
+
+def _prepare(name: str, y_hat: ArrayLike, y: ArrayLike, agg: Agg) -> tuple[jax.Array, jax.Array]:
+    """Convert to arrays, check ``agg`` and the shapes as Flux's ``_check_sizes``."""
+    _check_agg(name, agg)
     y_hat, y = jnp.asarray(y_hat), jnp.asarray(y)
     a, b = y_hat.shape, y.shape
     if a and b:
@@ -100,14 +110,12 @@ def _abs2(d: jax.Array) -> jax.Array:
     return jnp.square(d)
 
 
-def _check_positive_fraction(name: str, what: str, value: float) -> None:
-    """Raise for a concrete ``value`` outside (0, 1); traced values pass unchecked."""
+def _concrete(value: float | jax.Array) -> float | None:
+    """``value`` as a float, or None when it is traced (then it cannot be checked)."""
     try:
-        v = float(value)
+        return float(value)
     except (jax.errors.ConcretizationTypeError, TypeError):
-        return
-    if not 0 < v < 1:
-        raise ValueError(f"{name}: {what} must lie strictly between 0 and 1; got {v}")
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +209,7 @@ def _huber_loss(y_hat: jax.Array, y: jax.Array, delta: float) -> jax.Array:
 def huber_loss(
     y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean, delta: float = 1.0
 ) -> jax.Array:
-    """Huber loss, ``agg(where(|d| < delta, d**2 / 2, delta * (|d| - delta / 2)))`` with ``d = y_hat - y``.
+    """Huber loss, ``agg(where(|d| < delta, d**2 / 2, delta * (|d| - delta / 2)))``, d = y_hat - y.
 
     Args:
       y_hat: predictions.
@@ -227,7 +235,7 @@ def huber_loss(
 
 
 def label_smoothing(y: ArrayLike, alpha: float, *, axis: int | None = -1) -> jax.Array:
-    """Smoothed labels, ``y * (1 - alpha) + alpha / y.shape[axis]`` (or ``+ alpha / 2`` for binary labels).
+    """Smoothed labels, ``y * (1 - alpha) + alpha / y.shape[axis]`` (``+ alpha / 2`` if binary).
 
     Args:
       y: one-hot labels with classes on ``axis``, or binary labels in [0, 1].
@@ -244,7 +252,9 @@ def label_smoothing(y: ArrayLike, alpha: float, *, axis: int | None = -1) -> jax
       >>> losses.label_smoothing(jnp.array([1.0, 0.0]), 0.2, axis=None).tolist()
       [0.9, 0.1]
     """
-    _check_positive_fraction("label_smoothing", "alpha", alpha)
+    a = _concrete(alpha)
+    if a is not None and not 0 < a < 1:
+        raise ValueError(f"label_smoothing: alpha must lie strictly between 0 and 1; got {a}")
     y = jnp.asarray(y)
     if axis is None:
         return y * (1 - alpha) + alpha / 2
@@ -264,7 +274,9 @@ def crossentropy(
     agg: Agg = jnp.mean,
     eps: float | None = None,
 ) -> jax.Array:
-    """Cross entropy of probabilities, ``agg(-sum(y * log(y_hat + eps), axis))``, with ``0 * log(0) = 0``.
+    """Cross entropy of probabilities, ``agg(-sum(y * log(y_hat + eps), axis))``.
+
+    ``0 * log(0)`` counts as 0.
 
     Args:
       y_hat: predicted probabilities (summing to one over ``axis``, as after
@@ -326,7 +338,9 @@ def _binarycrossentropy(y_hat: jax.Array, y: jax.Array, eps: float) -> jax.Array
 def binarycrossentropy(
     y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean, eps: float | None = None
 ) -> jax.Array:
-    """Binary cross entropy, ``agg(-y * log(y_hat + eps) - (1 - y) * log(1 - y_hat + eps))``, with ``0 * log(0) = 0``.
+    """Binary cross entropy, ``agg(-y * log(y_hat + eps) - (1 - y) * log(1 - y_hat + eps))``.
+
+    ``0 * log(0)`` counts as 0.
 
     Args:
       y_hat: predicted probabilities (as after a sigmoid); prefer
@@ -385,9 +399,9 @@ def kldivergence(
     agg: Agg = jnp.mean,
     eps: float | None = None,
 ) -> jax.Array:
-    """Kullback-Leibler divergence of ``y_hat`` from ``y``, ``agg(sum(y * log(y), axis)) + crossentropy(y_hat, y)``.
+    """Kullback-Leibler divergence, ``agg(sum(y * log(y), axis)) + crossentropy(y_hat, y)``.
 
-    Both terms are aggregated separately, as in Flux; ``0 * log(0) = 0``.
+    The two terms are aggregated separately, as in Flux; ``0 * log(0)`` counts as 0.
 
     Args:
       y_hat: predicted probabilities, summing to one over ``axis``.
@@ -419,7 +433,9 @@ def _poisson_loss(y_hat: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def poisson_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Array:
-    """Poisson negative log-likelihood up to a constant, ``agg(y_hat - y * log(y_hat))``, with ``0 * log(0) = 0``.
+    """Poisson negative log-likelihood up to a constant, ``agg(y_hat - y * log(y_hat))``.
+
+    ``0 * log(0)`` counts as 0.
 
     Args:
       y_hat: predicted (positive) rates.
@@ -495,7 +511,7 @@ def _dice_coeff_loss(y_hat: jax.Array, y: jax.Array, smooth: float) -> jax.Array
 
 
 def dice_coeff_loss(y_hat: ArrayLike, y: ArrayLike, *, smooth: float = 1.0) -> jax.Array:
-    """Dice loss over the whole array, ``1 - (2 * sum(y * y_hat) + smooth) / (sum(y**2) + sum(y_hat**2) + smooth)``.
+    """Dice loss, ``1 - (2 sum(y * y_hat) + smooth) / (sum(y**2) + sum(y_hat**2) + smooth)``.
 
     Args:
       y_hat: predicted masks or probabilities.
@@ -567,7 +583,9 @@ def binary_focal_loss(
     gamma: float = 2,
     eps: float | None = None,
 ) -> jax.Array:
-    """Binary focal loss, ``agg(-(1 - p_t) ** gamma * log(p_t))`` with ``p_t = y * (y_hat + eps) + (1 - y) * (1 - y_hat - eps)``.
+    """Binary focal loss, ``agg(-(1 - p_t) ** gamma * log(p_t))``.
+
+    Here ``p_t = y * (y_hat + eps) + (1 - y) * (1 - y_hat - eps)``.
 
     With ``gamma=0`` it is :func:`binarycrossentropy` (up to where ``eps`` goes).
 
@@ -605,7 +623,7 @@ def focal_loss(
     gamma: float = 2,
     eps: float | None = None,
 ) -> jax.Array:
-    """Multi-class focal loss, ``agg(sum(-y * (1 - y_hat - eps) ** gamma * log(y_hat + eps), axis))``.
+    """Focal loss, ``agg(sum(-y * (1 - y_hat - eps) ** gamma * log(y_hat + eps), axis))``.
 
     With ``gamma=0`` it is :func:`crossentropy`.
 
@@ -637,7 +655,7 @@ def _siamese_contrastive_loss(y_hat: jax.Array, y: jax.Array, margin: float) -> 
 def siamese_contrastive_loss(
     y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean, margin: float = 1.0
 ) -> jax.Array:
-    """Contrastive loss of pair distances, ``agg((1 - y) * y_hat**2 + y * max(0, margin - y_hat) ** 2)``.
+    """Contrastive loss of distances, ``agg((1 - y) * y_hat**2 + y * max(0, margin - y_hat) ** 2)``.
 
     Args:
       y_hat: predicted distances between the two inputs of each pair.
@@ -655,11 +673,8 @@ def siamese_contrastive_loss(
       -4.0
     """
     y_hat, y = _prepare("siamese_contrastive_loss", y_hat, y, agg)
-    try:
-        negative = float(margin) < 0
-    except (jax.errors.ConcretizationTypeError, TypeError):
-        negative = False
-    if negative:
+    m = _concrete(margin)
+    if m is not None and m < 0:
         raise ValueError(f"siamese_contrastive_loss: margin must be non-negative; got {margin}")
     return _aggregate(agg, _siamese_contrastive_loss(y_hat, y, margin))
 
@@ -669,7 +684,7 @@ def siamese_contrastive_loss(
 
 
 def _logsumexp(*xs: jax.Array) -> jax.Array:
-    """Elementwise ``log(sum(exp(x)))`` of same-shape arrays; all ``-inf`` gives ``-inf`` with zero gradient."""
+    """Elementwise ``log(sum(exp(xs)))``; where all are ``-inf``: ``-inf``, with zero gradient."""
     stacked = jnp.stack(xs)
     top = jnp.max(stacked, axis=0)
     top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
@@ -705,7 +720,7 @@ def _ctc_nll(logp: jax.Array, labels: jax.Array, length: jax.Array, blank: int) 
 
 @functools.partial(jax.jit, static_argnames="blank")
 def _ctc_batch(y_hat: jax.Array, labels: jax.Array, lengths: jax.Array, blank: int) -> jax.Array:
-    """Per-sequence CTC losses of (batch, time, classes) scores and padded (batch, length) labels."""
+    """Per-sequence CTC losses of (batch, time, classes) scores, padded (batch, length) labels."""
     logp = jax.nn.log_softmax(y_hat.astype(jnp.promote_types(y_hat.dtype, jnp.float32)), axis=-1)
     nll = jax.vmap(_ctc_nll, in_axes=(0, 0, 0, None))
     return nll(logp, labels.astype(jnp.int32), lengths, blank)
@@ -754,7 +769,7 @@ def ctc_loss(
     blank: int = -1,
     agg: Agg = jnp.mean,
 ) -> jax.Array:
-    """Connectionist temporal classification loss, ``agg(-log p(y | y_hat))`` summed over all alignments of ``y`` to ``y_hat``.
+    """Connectionist temporal classification loss, ``agg(-log p(y | y_hat))``, over all alignments.
 
     ``y_hat`` holds unnormalised class scores (``log_softmax`` is applied
     over the last axis). Flux's ``ctc_loss`` takes (classes, time) with the
@@ -781,11 +796,7 @@ def ctc_loss(
       >>> print(losses.ctc_loss(jnp.stack([y_hat, y_hat]), [[0, 1], [1]], agg=None))
       [3.6990738 2.2338948]
     """
-    if agg is not None and not callable(agg):
-        raise TypeError(
-            f"ctc_loss: agg must be a callable such as jnp.mean or jnp.sum, or None "
-            f"for no reduction; got {agg!r}"
-        )
+    _check_agg("ctc_loss", agg)
     y_hat = jnp.asarray(y_hat)
     if y_hat.ndim not in (2, 3):
         raise ValueError(

@@ -1,0 +1,53 @@
+"""params, fmap, destructure, precision, state/loadmodel_."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fluxlike as fl
+
+
+def test_params_are_the_trainable_arrays_once():
+    shared = fl.Dense(2, 2)
+    m = fl.Chain(shared, fl.Dropout(0.5), shared)
+    ps = fl.params(m)
+    assert len(ps) == 2 and ps[0] is shared.weight and ps[1] is shared.bias
+
+
+def test_fmap_with_gradients_and_none():
+    m = fl.testmode_(fl.Chain(fl.Dense(2, 2), fl.Dropout(0.5)))
+    g = fl.gradient(lambda m: m(jnp.ones(2)).sum(), m)[0]
+    new = fl.fmap(lambda p, g: p - 0.5 * g, m, g)
+    np.testing.assert_allclose(new[0].weight, np.asarray(m[0].weight) - 0.5 * np.ones((2, 2)))
+    assert new[1].key is m[1].key  # None gradient: passed through
+
+
+def test_destructure_round_trip_and_order():
+    m = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+    flat, re = fl.destructure(m)
+    want = np.concatenate([np.ravel(a) for a in jax.tree.leaves(m)])
+    np.testing.assert_array_equal(flat, want)
+    m2 = re(flat * 2)
+    np.testing.assert_allclose(m2[1].weight, 2 * np.asarray(m[1].weight))
+    with pytest.raises(ValueError, match="length 13"):
+        re(jnp.zeros(3))
+
+
+def test_precision_changes_floats_only():
+    m = fl.Chain(fl.Dense(2, 2), fl.Dropout(0.5))
+    h = fl.f16(m)
+    assert h[0].weight.dtype == jnp.float16 and h[1].key.dtype == jnp.uint32
+    assert fl.f32(h)[0].weight.dtype == jnp.float32
+    assert m[0].weight.dtype == jnp.float32
+
+
+def test_state_and_loadmodel():
+    a, b = fl.Chain(fl.Dense(2, 2, key=1)), fl.Chain(fl.Dense(2, 2, key=2))
+    out = fl.loadmodel_(b, fl.state(a))
+    assert out is b
+    np.testing.assert_array_equal(a[0].weight, b[0].weight)
+    with pytest.raises(ValueError, match=r"model\.layers\[0\]\.weight has shape \(2, 2\), the source \(3, 2\)"):
+        fl.loadmodel_(b, fl.Chain(fl.Dense(2, 3)))

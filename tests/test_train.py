@@ -1,0 +1,182 @@
+"""train_, train, trainstep_: Flux's train! semantics, compiled and cached."""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fluxlike as fl
+from fluxlike import training as train_mod
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 3)).astype("float32")
+Y = (X @ np.array([[1.0], [-2.0], [0.5]], "float32")).astype("float32")
+BATCHES = [(X[i:i + 8], Y[i:i + 8]) for i in range(0, 40, 8)]
+
+
+def mse(m, x, y):
+    return jnp.mean((m(x) - y) ** 2)
+
+
+def arrays(m):
+    return [np.asarray(a) for a in jax.tree.leaves(m)]
+
+
+def hand_loop(model, rule, batches):
+    """The reference: Flux's documented loop, eager gradient + update_."""
+    state = fl.setup(rule, model)
+    losses = []
+    for x, y in batches:
+        val, g = fl.withgradient(lambda m: mse(m, x, y), model)
+        losses.append(float(val))
+        fl.update_(state, model, g[0])
+    return losses
+
+
+def test_train_equals_the_hand_written_loop():
+    model = fl.Chain(fl.Dense(3, 8, fl.relu, key=0), fl.Dense(8, 1, key=1))
+    ref = copy.deepcopy(model)
+    state = fl.setup(fl.Adam(0.01), model)
+    losses = fl.train_(mse, model, BATCHES, state)
+    want = hand_loop(ref, fl.Adam(0.01), BATCHES)
+    np.testing.assert_allclose(losses, want, rtol=1e-5)
+    for a, b in zip(arrays(model), arrays(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert state.layers[0].weight.count == len(BATCHES)
+
+
+def test_items_tuple_splatted_others_passed_whole():
+    class Batch(NamedTuple):
+        x: np.ndarray
+        y: np.ndarray
+
+    seen = []
+
+    def loss_nt(m, b):
+        seen.append(type(b).__name__)
+        return mse(m, b.x, b.y)
+
+    def loss_dict(m, d):
+        return mse(m, d["x"], d["y"])
+
+    for data, loss in [([Batch(*b) for b in BATCHES], loss_nt), ([dict(x=x, y=y) for x, y in BATCHES], loss_dict)]:
+        model = fl.Dense(3, 1, key=0)
+        ref = copy.deepcopy(model)
+        fl.train_(loss, model, data, fl.setup(fl.Descent(0.1), model))
+        hand_loop(ref, fl.Descent(0.1), BATCHES)
+        for a, b in zip(arrays(model), arrays(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert seen[0] == "Batch"
+    # a bare array item is passed whole, too
+    model = fl.Dense(3, 1, key=0)
+    fl.train_(lambda m, x: jnp.mean(m(x) ** 2), model, [X[:8], X[8:16]], fl.setup(fl.Descent(0.1), model))
+
+
+def test_fresh_lambda_each_epoch_compiles_once():
+    model = fl.Dense(3, 1, key=0)
+    state = fl.setup(fl.Adam(), model)
+    fresh = []
+    for epoch in range(4):
+        fresh.append(lambda m, x, y: mse(m, x, y))
+        fl.train_(fresh[-1], model, BATCHES, state)
+        fl.adjust_(state, 0.001 * (epoch + 1))
+        if epoch == 2:
+            fl.freeze_(state)
+    assert fresh[0] is not fresh[1]
+    assert train_mod._steps(fresh[0]) is train_mod._steps(fresh[-1])
+    assert train_mod._steps(fresh[-1]).epoch._cache_size() == 1
+
+
+def test_different_closures_do_not_share_a_step():
+    model = fl.Dense(3, 1, key=0)
+    state = fl.setup(fl.Descent(0.0), model)
+    outs = []
+    for scale in (1.0, 3.0):
+        outs.append(fl.train_(lambda m, x, y: scale * mse(m, x, y), model, BATCHES[:1], state)[0])
+    assert outs[1] == pytest.approx(3 * outs[0], rel=1e-6)
+
+
+def test_non_finite_loss_stops_with_the_item_and_keeps_the_model_before_it():
+    model = fl.Dense(3, 1, key=0)
+    ref = copy.deepcopy(model)
+    data = list(BATCHES)
+    data[3] = (np.full_like(data[3][0], np.nan), data[3][1])
+    state = fl.setup(fl.Adam(0.01), model)
+    with pytest.raises(FloatingPointError, match=r"data item 3 \(0-based\)") as info:
+        fl.train_(mse, model, data, state)
+    hand_loop(ref, fl.Adam(0.01), BATCHES[:3])
+    for a, b in zip(arrays(model), arrays(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert state.weight.count == 3
+    assert len(info.value.losses) == 4 and np.isnan(info.value.losses[3])
+
+
+def test_train_is_pure():
+    model = fl.Dense(3, 1, key=0)
+    before = arrays(model)
+    state = fl.setup(fl.Adam(0.01), model)
+    new, new_state, losses = fl.train(mse, model, BATCHES, state)
+    for a, b in zip(arrays(model), before):
+        np.testing.assert_array_equal(a, b)
+    assert state.weight.count == 0 and new_state.weight.count == len(BATCHES)
+    assert not np.array_equal(arrays(new)[0], before[0])
+
+
+def test_arrays_held_by_the_caller_survive_donation():
+    model = fl.Dense(3, 1, key=0)
+    w = model.weight
+    fl.train_(mse, model, BATCHES, fl.setup(fl.Adam(0.01), model))
+    assert np.isfinite(np.asarray(w)).all()  # still readable
+    assert not np.array_equal(np.asarray(w), np.asarray(model.weight))
+
+
+def test_tied_weights_train_without_double_donation():
+    shared = fl.Dense(3, 3, key=0)
+    model = fl.Chain(shared, fl.Dense(3, 3, key=1), shared)
+    assert model[0] is model[2]
+    state = fl.setup(fl.Descent(0.1), model)
+    ys = np.zeros((8, 3), "float32")
+    fl.train_(mse, model, [(x, ys) for x, _ in BATCHES], state)
+    np.testing.assert_array_equal(model[0].weight, model[2].weight)
+    assert len(state.leaves()) == 4
+
+
+def test_trainstep_matches_one_hand_step_and_skips_non_finite():
+    model = fl.Dense(3, 1, key=0)
+    ref = copy.deepcopy(model)
+    state = fl.setup(fl.Adam(0.01), model)
+    loss = fl.trainstep_(mse, model, BATCHES[0], state)
+    want = hand_loop(ref, fl.Adam(0.01), BATCHES[:1])
+    assert float(loss) == pytest.approx(want[0], rel=1e-6)
+    for a, b in zip(arrays(model), arrays(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    before = arrays(model)
+    bad = fl.trainstep_(mse, model, (np.full((2, 3), np.inf, "float32"), np.zeros((2, 1), "float32")), state)
+    assert not np.isfinite(float(bad))
+    for a, b in zip(arrays(model), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_state_flows_from_layers():
+    net = fl.Chain(fl.Dense(3, 4, key=0), fl.Dropout(0.5, key=1), fl.Dense(4, 1, key=2))
+    k0 = np.asarray(net[1].key)
+    fl.train_(mse, net, BATCHES, fl.setup(fl.Descent(0.01), net))
+    k = jnp.asarray(k0)
+    for _ in BATCHES:
+        k = jax.random.split(k)[0]
+    np.testing.assert_array_equal(net[1].key, k)
+
+
+def test_errors():
+    model = fl.Dense(3, 1)
+    state = fl.setup(fl.Descent(), model)
+    with pytest.raises(TypeError, match="whole state tree"):
+        fl.train_(mse, model, BATCHES, state.weight)
+    with pytest.raises(RuntimeError, match="inside jax.jit"):
+        jax.jit(lambda m: fl.train_(mse, m, BATCHES, state))(model)
+    assert fl.train_(mse, model, [], state).shape == (0,)
