@@ -75,6 +75,9 @@ class _Steps:
             functools.partial(_epoch_step, loss), static_argnums=(5, 6, 7), donate_argnums=(0, 1, 2, 3)
         )
         self.single = jax.jit(functools.partial(_single_step, loss), static_argnums=(3, 4))
+        self.scan = jax.jit(
+            functools.partial(_scan_steps, loss), static_argnums=(5, 6, 7), donate_argnums=(0, 1, 2, 3)
+        )
 
 
 _CACHE: collections.OrderedDict[Any, _Steps] = collections.OrderedDict()
@@ -137,7 +140,22 @@ def _epoch_step(
     new_state = jax.tree.map(keep, state, new_state)
     status = jnp.stack([i + 1, jnp.where((bad < 0) & ~finite, i, bad), status[2]])
     losses = losses.at[i - status[2]].set(val.astype(losses.dtype))
-    return new_u, new_state, status, losses
+    return (new_u, new_state, status, losses), val
+
+
+def _scan_steps(
+    loss: Callable, uleaves: tuple, state: OptState, status: jax.Array, losses: jax.Array,
+    batches: Any, treedef: Any, where: tuple, splat: bool,
+) -> tuple:
+    """Many steps in one compiled call: `_epoch_step` scanned over batches
+    stacked on a leading axis."""
+
+    def body(carry: tuple, batch: Any) -> tuple:
+        carry, val = _epoch_step(loss, *carry[0], batch, treedef, where, splat)
+        return (carry, None), val
+
+    (carry, _), vals = jax.lax.scan(body, ((uleaves, state, status, losses), None), batches)
+    return carry, jnp.sum(vals)
 
 
 @functools.lru_cache(maxsize=256)
@@ -177,6 +195,41 @@ def _unique(leaves: list) -> tuple[list, tuple]:
 
 _copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
+_FUSE_BYTES = 2**30  # stack at most this much data on the device at once
+
+
+def _stackable(data: Any) -> tuple[Any, list] | None:
+    """The epoch as (batches stacked on axis 0, leftover items), or None when
+    the items cannot be stacked (different structures or shapes, not arrays,
+    no length)."""
+    if hasattr(data, "stacked"):
+        try:
+            batches, rest = data.stacked()
+        except (TypeError, ValueError):
+            return None
+        return batches, ([] if rest is None else [rest])
+    if not isinstance(data, (list, tuple)) or len(data) < 2:
+        return None
+    first = data[0]
+    leaves0, treedef = jax.tree.flatten(first)
+    if not leaves0 or not all(hasattr(l, "shape") and hasattr(l, "dtype") for l in leaves0):
+        return None
+    sig = [(l.shape, l.dtype) for l in leaves0]
+    nbytes = sum(l.nbytes for l in leaves0) * len(data)
+    if nbytes > _FUSE_BYTES:
+        return None
+    columns = [[l] for l in leaves0]
+    for d in data[1:]:
+        if type(d) is not type(first):
+            return None
+        leaves, td = jax.tree.flatten(d)
+        if td != treedef or [(getattr(l, "shape", None), getattr(l, "dtype", None)) for l in leaves] != sig:
+            return None
+        for c, l in zip(columns, leaves):
+            c.append(l)
+    stack = lambda c: jnp.stack(c) if isinstance(c[0], jax.Array) else np.stack(c)
+    return jax.tree.unflatten(treedef, [stack(c) for c in columns]), []
+
 
 def _splat(d: Any) -> bool:
     return type(d) is tuple
@@ -190,40 +243,92 @@ class NonFiniteLoss(FloatingPointError):
         self.item, self.losses = item, losses
 
 
-def _run_epoch(loss: Callable, model: Any, data: Iterable, state: OptState, fn: str) -> tuple[list, OptState, np.ndarray, Any]:
+class _Bar:
+    """tqdm's bar showing completed steps and the running loss, or nothing.
+    Reading a loss waits only for a step that was dispatched a while ago."""
+
+    def __init__(self, on: bool, total: int | None, fn: str) -> None:
+        self.bar = None
+        self.pending: list = []
+        if on:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                raise ImportError(f"{fn}(progress=True) needs tqdm: pip install tqdm") from None
+            self.bar = tqdm(total=total, desc=fn, unit="step", leave=False)
+
+    def update(self, steps: int, loss: Any = None) -> None:
+        if self.bar is None:
+            return
+        if loss is not None:
+            self.pending.append(loss)
+        if len(self.pending) > 1:  # show the previous report's loss: it is ready by now
+            self.bar.set_postfix(loss=f"{float(self.pending.pop(0)):.4g}", refresh=False)
+        self.bar.update(steps)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            if self.pending:
+                self.bar.set_postfix(loss=f"{float(self.pending[-1]):.4g}", refresh=False)
+            self.bar.close()
+
+
+def _run_epoch(
+    loss: Callable, model: Any, data: Iterable, state: OptState, fn: str, fuse: bool, progress: bool,
+) -> tuple[list, OptState, np.ndarray, Any]:
     if tracing():
-        raise RuntimeError(f"fl.{fn} runs whole epochs and cannot be called inside jax.jit; compile your own step (WALKTHROUGH 8b) instead")
+        raise RuntimeError(
+            f"fl.{fn} runs whole epochs and cannot be called inside jax.jit; "
+            "compile a step of your own instead (WALKTHROUGH 8b)"
+        )
     state = _check_state(state, fn)
     steps = _steps(loss)
     leaves, treedef = jax.tree.flatten(model)
     uniq, where = _unique(leaves)
     # work on copies: donation then never invalidates arrays the caller holds
-    uniq, st = _copy((tuple(uniq), state))
+    carry = _copy((tuple(uniq), state))
     try:
         n = len(data)  # type: ignore[arg-type]
     except TypeError:
         n = None
-    cap = n if n else 1024
     dtype = jnp.result_type(float)
-    status = jnp.array([0, -1, 0], jnp.int32)
-    buffers = []
-    buf = jnp.zeros(cap, dtype)
+    cap = n if n else 1024
+    carry = (*carry, jnp.array([0, -1, 0], jnp.int32), jnp.zeros(cap, dtype))
+    buffers: list = []
+    bar = _Bar(progress, n, fn)
+    fused = _stackable(data) if fuse and n else None
     count = 0
-    for d in data:
-        if count and count % cap == 0 and n is None:
-            buffers.append(buf)
-            buf = jnp.zeros(cap, dtype)
-            status = status.at[2].set(count)
-        if n is not None and count >= n:
-            raise RuntimeError(f"{fn}: data yielded more items than its len() = {n}")
-        uniq, st, status, buf = steps.epoch(uniq, st, status, buf, d, treedef, where, _splat(d))
-        count += 1
+    if fused is not None:
+        batches, rest = fused
+        lead = jax.tree.leaves(batches)[0].shape[0]
+        chunk = max(1, -(-lead // 50)) if progress else lead
+        for lo in range(0, lead, chunk):
+            part = batches if chunk == lead else jax.tree.map(lambda a: a[lo:lo + chunk], batches)
+            carry, total = steps.scan(*carry, part, treedef, where, _splat(batches))
+            bar.update(min(chunk, lead - lo), total / min(chunk, lead - lo))
+        for d in rest:
+            carry = steps.epoch(*carry, d, treedef, where, _splat(d))[0]
+        count = lead + len(rest)
+    else:
+        every = max(1, (n or 1000) // 50)
+        for d in data:
+            if count and count % cap == 0:
+                if n is not None:
+                    raise RuntimeError(f"{fn}: data yielded more items than its len() = {n}")
+                buffers.append(carry[3])
+                carry = (*carry[:2], carry[2].at[2].set(count), jnp.zeros(cap, dtype))
+            carry, val = steps.epoch(*carry, d, treedef, where, _splat(d))
+            count += 1
+            if count % every == 0:
+                bar.update(every, val)
+    bar.close()
+    uniq, st, status, buf = carry
     buffers.append(buf)
     if count == 0:
         return leaves, state, np.zeros(0, dtype), None
-    host = jax.device_get((status, buffers))
-    bad = int(host[0][1])
-    losses = np.concatenate(host[1])[:count]
+    host_status, host_bufs = jax.device_get((status, buffers))
+    bad = int(host_status[1])
+    losses = np.concatenate(host_bufs)[:count]
     new_leaves = [uniq[j] for j in where]
     if bad >= 0:
         return new_leaves, st, losses, NonFiniteLoss(
@@ -234,7 +339,9 @@ def _run_epoch(loss: Callable, model: Any, data: Iterable, state: OptState, fn: 
     return new_leaves, st, losses, None
 
 
-def train_(loss: Callable, model: Any, data: Iterable, state: OptState) -> np.ndarray:
+def train_(
+    loss: Callable, model: Any, data: Iterable, state: OptState, *, fuse: bool = True, progress: bool = False
+) -> np.ndarray:
     """One epoch of training, in place, like Flux's `train!`; returns the losses.
 
     For each item `d` of `data`, computes the gradient of `loss(model, *d)`
@@ -250,6 +357,11 @@ def train_(loss: Callable, model: Any, data: Iterable, state: OptState) -> np.nd
         model: the model; its arrays are rebound in place.
         data: an iterable of items, e.g. a `fl.DataLoader` or `list(zip(X, Y))`.
         state: from `fl.setup(rule, model)`; rebound in place.
+        fuse: run the whole epoch as one compiled `lax.scan` when the items
+            can be stacked (a `fl.DataLoader`, or a list of items of one
+            shape). Same results; far less per-step overhead. The stacked
+            epoch must fit in device memory (lists over 1 GiB are not fused).
+        progress: show a tqdm bar with completed steps and the running loss.
 
     Returns:
         The loss of every item, as a numpy array.
@@ -265,7 +377,7 @@ def train_(loss: Callable, model: Any, data: Iterable, state: OptState) -> np.nd
         >>> losses.shape, bool(losses.mean() < 0.01)
         ((4,), True)
     """
-    leaves, st, losses, err = _run_epoch(loss, model, data, state, "train_")
+    leaves, st, losses, err = _run_epoch(loss, model, data, state, "train_", fuse, progress)
     if st is not state:
         assign_(state, st)
         set_leaves_(model, leaves)
@@ -274,7 +386,9 @@ def train_(loss: Callable, model: Any, data: Iterable, state: OptState) -> np.nd
     return losses
 
 
-def train(loss: Callable, model: Any, data: Iterable, state: OptState) -> tuple[Any, OptState, np.ndarray]:
+def train(
+    loss: Callable, model: Any, data: Iterable, state: OptState, *, fuse: bool = True, progress: bool = False
+) -> tuple[Any, OptState, np.ndarray]:
     """`train_` without changing its inputs: returns `(model, state, losses)`.
 
     Example:
@@ -286,7 +400,7 @@ def train(loss: Callable, model: Any, data: Iterable, state: OptState) -> tuple[
         >>> new is model, bool((new.weight != model.weight).all())
         (False, True)
     """
-    leaves, st, losses, err = _run_epoch(loss, model, data, state, "train")
+    leaves, st, losses, err = _run_epoch(loss, model, data, state, "train", fuse, progress)
     if err is not None:
         raise err
     _, treedef = jax.tree.flatten(model)

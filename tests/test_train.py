@@ -38,11 +38,12 @@ def hand_loop(model, rule, batches):
     return losses
 
 
-def test_train_equals_the_hand_written_loop():
+@pytest.mark.parametrize("fuse", [True, False])
+def test_train_equals_the_hand_written_loop(fuse):
     model = fl.Chain(fl.Dense(3, 8, fl.relu, key=0), fl.Dense(8, 1, key=1))
     ref = copy.deepcopy(model)
     state = fl.setup(fl.Adam(0.01), model)
-    losses = fl.train_(mse, model, BATCHES, state)
+    losses = fl.train_(mse, model, BATCHES, state, fuse=fuse)
     want = hand_loop(ref, fl.Adam(0.01), BATCHES)
     np.testing.assert_allclose(losses, want, rtol=1e-5)
     for a, b in zip(arrays(model), arrays(ref)):
@@ -89,6 +90,11 @@ def test_fresh_lambda_each_epoch_compiles_once():
             fl.freeze_(state)
     assert fresh[0] is not fresh[1]
     assert train_mod._steps(fresh[0]) is train_mod._steps(fresh[-1])
+    steps = train_mod._steps(fresh[-1])
+    assert steps.scan._cache_size() == 1 and steps.epoch._cache_size() == 0
+    for epoch in range(3):  # the per-step path, too
+        fresh.append(lambda m, x, y: mse(m, x, y))
+        fl.train_(fresh[-1], model, iter(BATCHES), state)
     assert train_mod._steps(fresh[-1]).epoch._cache_size() == 1
 
 
@@ -101,14 +107,15 @@ def test_different_closures_do_not_share_a_step():
     assert outs[1] == pytest.approx(3 * outs[0], rel=1e-6)
 
 
-def test_non_finite_loss_stops_with_the_item_and_keeps_the_model_before_it():
+@pytest.mark.parametrize("fuse", [True, False])
+def test_non_finite_loss_stops_with_the_item_and_keeps_the_model_before_it(fuse):
     model = fl.Dense(3, 1, key=0)
     ref = copy.deepcopy(model)
     data = list(BATCHES)
     data[3] = (np.full_like(data[3][0], np.nan), data[3][1])
     state = fl.setup(fl.Adam(0.01), model)
     with pytest.raises(FloatingPointError, match=r"data item 3 \(0-based\)") as info:
-        fl.train_(mse, model, data, state)
+        fl.train_(mse, model, data, state, fuse=fuse)
     hand_loop(ref, fl.Adam(0.01), BATCHES[:3])
     for a, b in zip(arrays(model), arrays(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -180,3 +187,24 @@ def test_errors():
     with pytest.raises(RuntimeError, match="inside jax.jit"):
         jax.jit(lambda m: fl.train_(mse, m, BATCHES, state))(model)
     assert fl.train_(mse, model, [], state).shape == (0,)
+
+
+def test_dataloader_epochs_fused_with_a_remainder_and_progress_bar(capsys):
+    model = fl.Dense(3, 1, key=0)
+    ref = copy.deepcopy(model)
+    loader = fl.DataLoader((X[:37], Y[:37]), batchsize=8)  # 4 full batches and one of 5
+    state = fl.setup(fl.Descent(0.05), model)
+    losses = fl.train_(mse, model, loader, state, progress=True)
+    want = hand_loop(ref, fl.Descent(0.05), [(X[:37][i:i + 8], Y[:37][i:i + 8]) for i in range(0, 37, 8)])
+    np.testing.assert_allclose(losses, want, rtol=1e-5)
+    for a, b in zip(arrays(model), arrays(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert "train_" in capsys.readouterr().err  # tqdm writes to stderr
+
+
+def test_generator_data_runs_per_step():
+    model = fl.Dense(3, 1, key=0)
+    ref = copy.deepcopy(model)
+    losses = fl.train_(mse, model, (b for b in BATCHES), fl.setup(fl.Descent(0.05), model))
+    want = hand_loop(ref, fl.Descent(0.05), BATCHES)
+    np.testing.assert_allclose(losses, want, rtol=1e-5)
