@@ -133,21 +133,19 @@ class Module:
         static: list[str] = []
         state: set[str] = set()
         defaults: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            for name in klass.__dict__.get("__annotations__", {}):
-                if name.startswith("_") or name in data or name in static:
-                    continue
-                marker = klass.__dict__.get(name, _MISSING)
-                if isinstance(marker, _Field):
-                    if marker.default is not _MISSING:
-                        defaults[name] = marker.default
-                    (static if marker.static else data).append(name)
-                    if not marker.trainable:
-                        state.add(name)
-                else:
-                    if marker is not _MISSING:
-                        defaults[name] = marker
-                    data.append(name)
+        for klass in reversed(cls.__mro__[1:]):
+            if issubclass(klass, Module):  # already processed: its markers are gone
+                for name in klass._fields:
+                    if name not in data:
+                        data.append(name)
+                for name in klass._static:
+                    if name not in static:
+                        static.append(name)
+                state |= klass._state_fields
+                defaults.update(klass._defaults)
+            else:
+                cls._collect(klass, data, static, state, defaults)
+        cls._collect(cls, data, static, state, defaults)
         for name in (*data, *static):  # markers and defaults must not shadow instance attributes
             if name in cls.__dict__:
                 delattr(cls, name)
@@ -159,10 +157,28 @@ class Module:
             @functools.wraps(init)
             def checked_init(self: Module, *args: Any, **kw: Any) -> None:
                 init(self, *args, **kw)
-                if type(self) is cls:
+                if type(self).__init__ is checked_init:  # the outermost __init__ checks
                     self._check()
 
             cls.__init__ = checked_init  # type: ignore[method-assign]
+
+    @staticmethod
+    def _collect(klass: type, data: list, static: list, state: set, defaults: dict) -> None:
+        """Add the fields that `klass` itself annotates."""
+        for name in klass.__dict__.get("__annotations__", {}):
+            if name.startswith("_") or name in data or name in static:
+                continue
+            marker = klass.__dict__.get(name, _MISSING)
+            if isinstance(marker, _Field):
+                if marker.default is not _MISSING:
+                    defaults[name] = marker.default
+                (static if marker.static else data).append(name)
+                if not marker.trainable:
+                    state.add(name)
+            else:
+                if marker is not _MISSING:
+                    defaults[name] = marker
+                data.append(name)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Module:
         self = object.__new__(cls)

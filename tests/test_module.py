@@ -238,3 +238,36 @@ def test_state_updated_inside_jit_flows_out_when_returned():
 def test_modules_walks_parents_first():
     net = fl.Chain(fl.Dense(1, 1), fl.Chain(fl.Dense(1, 1)))
     assert [type(x).__name__ for x in fl.modules(net)] == ["Chain", "Dense", "Chain", "Dense"]
+
+
+def test_subclasses_inherit_field_kinds_and_are_checked():
+    class Base(fl.Module):
+        w: jax.Array
+        n: int = fl.field(static=True)
+        count: jax.Array = fl.field(trainable=False)
+
+        def __init__(self, n):
+            self.w, self.n, self.count = jnp.ones(n), n, jnp.zeros(())
+
+    class Child(Base):
+        extra: str = fl.field(static=True, default="x")
+
+    class Grand(Child):
+        v: jax.Array
+
+        def __init__(self, n):
+            super().__init__(n)
+            self.v = jnp.zeros(n)
+
+    c = Child(2)
+    assert Child._fields == ("w", "count") and Child._static == ("n", "extra")
+    assert len(jax.tree.leaves(c)) == 2 and c.extra == "x"
+    assert fl.params(Grand(3))[1].shape == (3,) and len(fl.params(Grand(3))) == 2
+
+    class Broken(Base):
+        def __init__(self, n):
+            super().__init__(n)
+            self.w = 1.0
+
+    with pytest.raises(TypeError, match="Broken.w holds a float"):
+        Broken(2)

@@ -6,8 +6,6 @@ import collections
 import functools
 from typing import Any, Callable
 
-import jax
-
 from ..module import Module, field
 from .dense import act_name
 
@@ -43,12 +41,13 @@ def _layer_names(names: tuple[str, ...]) -> type:
     return collections.namedtuple("Layers", names)
 
 
-def _as_layer(x: Any, where: str) -> Module:
+def _as_layer(x: Any, where: str, owner: str = "Chain") -> Module:
+    """`x` as a layer: Modules as they are, plain functions wrapped in `Fn`."""
     if isinstance(x, Module):
         return x
     if callable(x):
         return Fn(x)
-    raise TypeError(f"Chain: {where} is a {type(x).__name__}, not a layer or a function")
+    raise TypeError(f"{owner}: {where} is a {type(x).__name__}, not a layer or a function")
 
 
 class Chain(Module):
