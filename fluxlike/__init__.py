@@ -9,13 +9,17 @@
 from . import losses
 from ._tree import seed
 from .activations import (
-    celu, elu, gelu, hardsigmoid, hardtanh, identity, leakyrelu, logsigmoid, logsoftmax,
-    mish, relu, relu6, selu, sigmoid, softmax, softplus, softsign, swish, tanh,
+    celu, elu, gelu, gelu_erf, hardsigmoid, hardswish, hardtanh, identity, leakyrelu, lisht,
+    logcosh, logsigmoid, logsoftmax, logsumexp, mish, relu, relu6, rrelu, selu, sigmoid, softmax,
+    softplus, softshrink, softsign, swish, tanh, tanhshrink, trelu,
 )
 from .data import DataLoader, onecold, onehotbatch
 from .functor import cpu, destructure, f16, f32, f64, fmap, gpu, loadmodel_, params, state
 from .gradient import gradient, withgradient
-from .init import glorot_normal, glorot_uniform, nfan, ones32, zeros32
+from .init import (
+    glorot_normal, glorot_uniform, identity_init, kaiming_normal, kaiming_uniform, lecun_normal,
+    nfan, ones32, orthogonal, rand32, randn32, sparse_init, truncated_normal, zeros32,
+)
 from .layers import *  # noqa: F403  (each layer file's __all__)
 from .layers import __all__ as _layer_names
 from .module import Module, field, is_training, modules, testmode_, trainmode_
@@ -27,13 +31,16 @@ from .training import train, train_, trainstep_
 
 __all__ = [
     "losses", "seed",
-    "celu", "elu", "gelu", "hardsigmoid", "hardtanh", "identity", "leakyrelu", "logsigmoid",
-    "logsoftmax", "mish", "relu", "relu6", "selu", "sigmoid", "softmax", "softplus", "softsign",
-    "swish", "tanh",
+    "celu", "elu", "gelu", "gelu_erf", "hardsigmoid", "hardswish", "hardtanh", "identity",
+    "leakyrelu", "lisht", "logcosh", "logsigmoid", "logsoftmax", "logsumexp", "mish", "relu",
+    "relu6", "rrelu", "selu", "sigmoid", "softmax", "softplus", "softshrink", "softsign", "swish",
+    "tanh", "tanhshrink", "trelu",
     "DataLoader", "onecold", "onehotbatch",
     "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "loadmodel_", "params", "state",
     "gradient", "withgradient",
-    "glorot_normal", "glorot_uniform", "nfan", "ones32", "zeros32",
+    "glorot_normal", "glorot_uniform", "identity_init", "kaiming_normal", "kaiming_uniform",
+    "lecun_normal", "nfan", "ones32", "orthogonal", "rand32", "randn32", "sparse_init",
+    "truncated_normal", "zeros32",
     "Module", "field", "is_training", "modules", "testmode_", "trainmode_",
     "adjust", "adjust_", "freeze", "freeze_", "thaw", "thaw_",
     "Rule", "Adam", "ClipGrad", "ClipNorm", "Descent", "Momentum", "OptimiserChain", "WeightDecay",

@@ -1,15 +1,32 @@
-"""Activation functions under Flux's (NNlib's) names.
+"""Activation functions under Flux's (NNlib's) names, with NNlib's formulas and defaults.
 
 They are plain JAX functions; a layer stores its activation as static
 configuration and prints it by name (`Dense(2 => 3, relu)`).
+
+NNlib's Unicode names have their ASCII twins here: `σ` is `sigmoid`, `hardσ`
+`hardsigmoid`, `logσ` `logsigmoid`. NNlib's aliases and speed variants
+(`gelu_tanh` and `gelu_sigmoid` = `gelu`, `thresholdrelu` = `trelu`,
+`tanh_fast`, `sigmoid_fast`) are not repeated: XLA already fuses these.
+Extra arguments (slopes, thresholds) keep NNlib's defaults; bind them with
+`functools.partial` to use them as a layer's activation.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["identity", "relu", "sigmoid", "tanh", "softmax", "logsoftmax", "leakyrelu", "elu", "gelu", "swish", "softplus", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "logsigmoid", "mish", "softsign"]
+from ._tree import as_key
+
+__all__ = [
+    "identity", "relu", "sigmoid", "tanh", "softmax", "logsoftmax", "logsumexp", "leakyrelu",
+    "rrelu", "elu", "gelu", "gelu_erf", "swish", "hardswish", "softplus", "selu", "celu", "relu6",
+    "hardtanh", "hardsigmoid", "logsigmoid", "logcosh", "mish", "softsign", "lisht", "tanhshrink",
+    "softshrink", "trelu",
+]
 
 
 def identity(x: jax.Array) -> jax.Array:
@@ -59,6 +76,10 @@ def tanh(x: jax.Array) -> jax.Array:
 def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     """`exp(x) / sum(exp(x))` along `axis` (the class axis, last by default).
 
+    Args:
+        x: an array.
+        axis: the class axis (NNlib's `dims=1`, the first axis in column-major order).
+
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.softmax(jnp.zeros((1, 4)))
@@ -69,6 +90,10 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
 
 def logsoftmax(x: jax.Array, axis: int = -1) -> jax.Array:
     """`x - logsumexp(x)` along `axis` (the class axis, last by default).
+
+    Args:
+        x: an array.
+        axis: the class axis.
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -81,6 +106,10 @@ def logsoftmax(x: jax.Array, axis: int = -1) -> jax.Array:
 def leakyrelu(x: jax.Array, a: float = 0.01) -> jax.Array:
     """`max(a*x, x)`, with NNlib's default slope 0.01.
 
+    Args:
+        x: an array.
+        a: the slope for negative inputs.
+
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.leakyrelu(jnp.array([-1.0, 1.0]))
@@ -91,6 +120,10 @@ def leakyrelu(x: jax.Array, a: float = 0.01) -> jax.Array:
 
 def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
     """`x` for x > 0, else `alpha * (exp(x) - 1)`.
+
+    Args:
+        x: an array.
+        alpha: the scale of the negative part (NNlib's `α = 1`).
 
     Example:
         >>> import fluxlike as fl
@@ -146,6 +179,10 @@ def selu(x: jax.Array) -> jax.Array:
 
 def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
     """`max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`.
+
+    Args:
+        x: an array.
+        alpha: NNlib's `α = 1`.
 
     Example:
         >>> import fluxlike as fl
@@ -219,3 +256,133 @@ def softsign(x: jax.Array) -> jax.Array:
         0.5
     """
     return x / (1 + jnp.abs(x))
+
+
+def logsumexp(x: jax.Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> jax.Array:
+    """`log(sum(exp(x)))` over `axis`, computed stably (NNlib's `logsumexp`).
+
+    Args:
+        x: an array.
+        axis: the axes to reduce; None (NNlib's default `dims=:`) reduces all.
+        keepdims: keep the reduced axes with size 1 (Julia's reductions always do).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fluxlike.activations import logsumexp
+        >>> logsumexp(jnp.zeros((2, 2)))
+        Array(1.3862944, dtype=float32)
+    """
+    return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def rrelu(x: jax.Array, lo: float = 1 / 8, hi: float = 1 / 3, *, key: Any = None) -> jax.Array:
+    """Randomised leaky relu: `max(a*x, x)` with a fresh slope `a ~ U(lo, hi)` per element.
+
+    NNlib draws from a global RNG; here the randomness is explicit: pass `key`
+    (a PRNG key or int seed); None draws from `fl.seed`'s stream, which only
+    works outside `jax.jit`.
+
+    Args:
+        x: an array.
+        lo, hi: the slope's range (NNlib's defaults 1/8 and 1/3).
+        key: a PRNG key or int seed.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fluxlike.activations import rrelu
+        >>> y = rrelu(jnp.full(1000, -10.0), key=0)
+        >>> bool(y.min() >= -10 / 3), bool(y.max() <= -10 / 8)
+        (True, True)
+    """
+    x = jnp.asarray(x)
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+    a = jax.random.uniform(as_key(key), x.shape, dtype, lo, hi)
+    return jnp.where(x > 0, x, a * x).astype(dtype)
+
+
+def gelu_erf(x: jax.Array) -> jax.Array:
+    """Exact GELU, `0.5x * (1 + erf(x / sqrt(2)))` (NNlib's `gelu_erf`).
+
+    Example:
+        >>> from fluxlike.activations import gelu_erf
+        >>> round(float(gelu_erf(1.0)), 4)
+        0.8413
+    """
+    return jax.nn.gelu(x, approximate=False)
+
+
+def hardswish(x: jax.Array) -> jax.Array:
+    """`x * hardsigmoid(x)` (MobileNetV3).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fluxlike.activations import hardswish
+        >>> hardswish(jnp.array([-4.0, 1.0, 4.0])).round(4)
+        Array([-0.    ,  0.6667,  4.    ], dtype=float32)
+    """
+    return x * hardsigmoid(x)
+
+
+def logcosh(x: jax.Array) -> jax.Array:
+    """`log(cosh(x))`, computed stably as `x + softplus(-2x) - log(2)`.
+
+    Example:
+        >>> from fluxlike.activations import logcosh
+        >>> round(float(logcosh(100.0)), 4)  # 100 - log(2), no overflow
+        99.3069
+    """
+    return x + jax.nn.softplus(-2 * x) - math.log(2)
+
+
+def lisht(x: jax.Array) -> jax.Array:
+    """`x * tanh(x)` (LiSHT).
+
+    Example:
+        >>> from fluxlike.activations import lisht
+        >>> round(float(lisht(-1.0)), 4)
+        0.7616
+    """
+    return x * jnp.tanh(x)
+
+
+def tanhshrink(x: jax.Array) -> jax.Array:
+    """`x - tanh(x)`.
+
+    Example:
+        >>> from fluxlike.activations import tanhshrink
+        >>> float(tanhshrink(10.0))
+        9.0
+    """
+    return x - jnp.tanh(x)
+
+
+def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
+    """`x - lambd` above `lambd`, `x + lambd` below `-lambd`, else 0.
+
+    Args:
+        x: an array.
+        lambd: the threshold (NNlib's `λ = 0.5`; `lambda` is reserved in Python).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fluxlike.activations import softshrink
+        >>> softshrink(jnp.array([-10.0, 0.3, 10.0]))
+        Array([-9.5,  0. ,  9.5], dtype=float32)
+    """
+    return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, jnp.zeros_like(x)))
+
+
+def trelu(x: jax.Array, theta: float = 1.0) -> jax.Array:
+    """Threshold relu: `x` where `x > theta`, else 0.
+
+    Args:
+        x: an array.
+        theta: the threshold (NNlib's default 1).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fluxlike.activations import trelu
+        >>> trelu(jnp.array([0.5, 1.0, 2.0]))
+        Array([0., 0., 2.], dtype=float32)
+    """
+    return jnp.where(x > theta, x, jnp.zeros_like(x))
