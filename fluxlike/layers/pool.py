@@ -29,10 +29,12 @@ Pads = tuple[tuple[int, int], ...]
 
 def _max_pool(x: jax.Array, k: tuple[int, ...], stride: tuple[int, ...], pad: Pads) -> jax.Array:
     """Max over windows; padding never wins (it is -inf)."""
+    # a numpy constant, so that JAX recognises the max monoid (and can
+    # differentiate it) also while tracing, e.g. inside lax.scan
     if jnp.issubdtype(x.dtype, jnp.floating):
-        init = jnp.array(-jnp.inf, x.dtype)
+        init = np.array(-np.inf, x.dtype)
     else:
-        init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+        init = np.array(np.iinfo(x.dtype).min, x.dtype)
     return lax.reduce_window(x, init, lax.max, (1, *k, 1), (1, *stride, 1), ((0, 0), *pad, (0, 0)))
 
 

@@ -277,3 +277,15 @@ def test_errors_name_layer_and_sizes():
         fl.Upsample(2, align_corners=False)
     with pytest.raises(ValueError, match="GlobalMaxPool.*at least one spatial axis"):
         fl.GlobalMaxPool()(jnp.ones((2, 3)))
+
+
+def test_maxpool_gradient_under_jit_and_scan():
+    """Regression: a traced init value hid the max monoid and broke autodiff."""
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    pool = fl.MaxPool((2, 2))
+    g = jax.jit(jax.grad(lambda x: pool(x).sum()))(x)
+    want = np.zeros((4, 4))
+    want[1::2, 1::2] = 1  # each window's maximum is its bottom-right entry
+    np.testing.assert_array_equal(np.asarray(g)[0, :, :, 0], want)
+    _, gs = jax.lax.scan(lambda c, x: (c, jax.grad(lambda x: pool(x).sum())(x)), 0, x[None])
+    np.testing.assert_array_equal(gs[0], g)
