@@ -23,9 +23,13 @@ from .init import (
 from .layers import *  # noqa: F403  (each layer file's __all__)
 from .layers import __all__ as _layer_names
 from .module import Module, field, is_training, modules, testmode_, trainmode_
-from .optimise.adjust import adjust, adjust_, freeze, freeze_, thaw, thaw_
+from .optimise.adjust import adjust, adjust_, freeze, freeze_, learning_rate, thaw, thaw_
 from .optimise.rule import Rule
-from .optimise.rules import Adam, ClipGrad, ClipNorm, Descent, Momentum, OptimiserChain, WeightDecay
+from .optimise.rules import (
+    AccumGrad, AdaBelief, AdaDelta, AdaGrad, AdaMax, Adam, AdamW, AMSGrad, ClipGlobalNorm, ClipGrad,
+    ClipNorm, Descent, Lion, Momentum, NAdam, Nesterov, OAdam, OptimiserChain, RAdam, RMSProp, Rprop,
+    SignDecay, WeightDecay,
+)
 from .optimise.state import Leaf, OptState, setup, update, update_
 from .training import train, train_, trainstep_
 
@@ -42,8 +46,10 @@ __all__ = [
     "lecun_normal", "nfan", "ones32", "orthogonal", "rand32", "randn32", "sparse_init",
     "truncated_normal", "zeros32",
     "Module", "field", "is_training", "modules", "testmode_", "trainmode_",
-    "adjust", "adjust_", "freeze", "freeze_", "thaw", "thaw_",
-    "Rule", "Adam", "ClipGrad", "ClipNorm", "Descent", "Momentum", "OptimiserChain", "WeightDecay",
+    "adjust", "adjust_", "freeze", "freeze_", "learning_rate", "thaw", "thaw_",
+    "Rule", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW", "AMSGrad",
+    "ClipGlobalNorm", "ClipGrad", "ClipNorm", "Descent", "Lion", "Momentum", "NAdam", "Nesterov",
+    "OAdam", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "WeightDecay",
     "Leaf", "OptState", "setup", "update", "update_",
     "train", "train_", "trainstep_",
     *_layer_names,

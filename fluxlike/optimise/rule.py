@@ -4,7 +4,12 @@ A rule's hyperparameters (`eta`, `beta`, ...) are data: `fl.setup` copies
 them into the state tree, and `apply` receives them as arrays in `h`, never
 reading them from the rule object. So changing one with `fl.adjust_` changes
 data, not the compiled program. Options that change the program's shape
-(`centred`, `couple`) are static fields.
+(`centred`, ClipNorm's `p` and `throw`) are static fields, fixed at setup.
+
+`eta` may also be an optax schedule (a function of the step count): it is
+evaluated inside the compiled step. Its table entry is NaN while the schedule
+is in force; `fl.adjust_(state, 0.01)` writes a number there and replaces the
+schedule with a constant, again without recompiling.
 
 Each rule is also an optax `GradientTransformation` (`init`/`update` over
 any pytree), so it works in `optax.chain` and in plain optax loops.
@@ -12,6 +17,7 @@ any pytree), so it works in `optax.chain` and in plain optax loops.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
@@ -24,28 +30,79 @@ Hyper = dict[str, Any]
 
 
 class RuleState(NamedTuple):
-    """A rule's optax state: step count, hyperparameters, per-array states."""
+    """A rule's optax state: step count, hyperparameter row, per-array states."""
 
     count: jax.Array
     hyper: jax.Array
     inner: Any
 
 
+class Ctx:
+    """What one update collects while it is traced: for each Leaf being
+    updated, whether a rule with `throw=True` met a non-finite norm, and the norm."""
+
+    __slots__ = ("bad", "norm")
+
+    def __init__(self, n: int, collect: bool) -> None:
+        self.bad: list | None = [None] * n if collect else None
+        self.norm: list = [None] * n
+
+    def report(self, k: int, bad: jax.Array, norm: jax.Array) -> None:
+        """Record for the `k`-th Leaf being updated whether `norm` was non-finite."""
+        if self.bad is None:
+            return
+        if self.bad[k] is None:
+            self.bad[k], self.norm[k] = bad, norm
+        else:  # keep the first non-finite norm
+            self.norm[k] = jnp.where(self.bad[k], self.norm[k], norm)
+            self.bad[k] = self.bad[k] | bad
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    if isinstance(v, bool) or isinstance(v, np.bool_):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return True
+    return isinstance(v, (np.ndarray, jax.Array)) and v.shape == () and not isinstance(v, jax.core.Tracer) \
+        and (np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating))
+
+
+def _pyfloat(v: Any) -> float:
+    """The shortest Python float that round-trips at the table's precision
+    (0.01 stored in float32 reads back as 0.01)."""
+    a = np.asarray(v)
+    return float(np.format_float_scientific(a[()], unique=True)) if a.dtype.kind == "f" else float(a)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_fmt(e) for e in v) + ")"
+    if callable(v):
+        name = getattr(v, "__qualname__", type(v).__name__).split(".<locals>")[0]
+        return f"<schedule {name}>"
+    return repr(v)
+
+
+def keep(ok: jax.Array, new: Any, old: Any) -> Any:
+    """`new` where `ok`, else `old`, leaf by leaf (a skipped step keeps its state bit-identical)."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 class Rule:
     """Base class of the optimisation rules.
 
-    Subclasses list their hyperparameters in `hyper` and options that change
-    the program in `static`, and define:
+    Subclasses list their hyperparameters in `hyper` (in table order) and the
+    options that change the program in `static`, and define:
 
     - `state(x) -> state`: the rule's state for one array (Optimisers.jl's `init`);
     - `apply(h, state, x, dx, t) -> (state, dx)`: the step for one array
       (Optimisers.jl's `apply!`), where `h` maps hyperparameter names to
-      arrays (pairs to tuples of arrays) and `t` is the 1-based step count.
-      The parameter becomes `x - dx`.
+      scalar arrays (pairs to tuples of them) and `t` is the 1-based step
+      count. The parameter becomes `x - dx`.
+
+    Read hyperparameters only from `h`, never from `self`: `h` is data, so
+    `fl.adjust_` never recompiles. `self`'s values are used once, by `state`
+    and to fill the table at setup.
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -60,10 +117,19 @@ class Rule:
         >>> state, model = fl.update(state, model, {"w": jnp.array([3.0, -0.5])})
         >>> model["w"]
         Array([ 0.9, -0.9], dtype=float32)
+        >>> Sign(0.5)
+        Sign(eta=0.5)
     """
 
     hyper: ClassVar[tuple[str, ...]] = ()
     static: ClassVar[tuple[str, ...]] = ()
+    #: hyperparameters read back from the float table as bool or int
+    types: ClassVar[dict[str, type]] = {}
+    #: whether `apply` reads the parameter `x` (optax's `params` is then required)
+    needs_params: ClassVar[bool] = False
+    #: an optimiser (its optax updates are `-dx`), not a gradient transformation
+    #: such as clipping or decay (whose optax updates are `dx`, like optax.clip's)
+    descent: ClassVar[bool] = True
 
     # --- the two methods ---------------------------------------------------
 
@@ -72,13 +138,74 @@ class Rule:
         return ()
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> tuple[Any, jax.Array]:
-        raise NotImplementedError
+        """The step for one array: `(new_state, dx_out)`; the parameter becomes `x - dx_out`."""
+        raise NotImplementedError(f"{type(self).__name__} defines no apply(h, state, x, dx, t)")
+
+    # --- all Leafs at once ---------------------------------------------------
+
+    def run(self, hs: list, states: list, xs: list, dxs: list, ts: list, live: list, ctx: Ctx) -> tuple[list, list, list, list]:
+        """`apply` over the Leafs being updated, as lists: returns `(states, dxs, ts, live)`.
+
+        `live[k]` is None (always updating) or a boolean scalar: where False
+        (a frozen Leaf, or AccumGrad still accumulating) the state is kept.
+        Chains, AccumGrad and global rules override this.
+        """
+        new_s, new_d = [], []
+        for h, s, x, dx, t, ok in zip(hs, states, xs, dxs, ts, live):
+            s2, d2 = self.apply_precise(self.resolve(h, t), s, x, dx, t)
+            new_s.append(s2 if ok is None else keep(ok, s2, s))
+            new_d.append(d2)
+        return new_s, new_d, ts, live
+
+    def apply_precise(self, h: Hyper, state: Any, x: Any, dx: jax.Array, t: jax.Array) -> tuple[Any, jax.Array]:
+        """`apply` with half-precision arrays computed in float32 and the
+        results returned in their own dtypes (the state keeps its dtype).
+
+        In bfloat16, 0.999 rounds to 1, so Adam's `1 - b2` would be 0;
+        Optimisers.jl computes in the array's type and floors `epsilon` at
+        1e-7 for float16, which we keep, since the state is stored in float16.
+        """
+        lo = dx.dtype
+        if jnp.dtype(lo) == jnp.float16 and "epsilon" in h:
+            e = h["epsilon"]
+            h = {**h, "epsilon": jnp.where(e == 0, e, jnp.maximum(e, 1e-7))}
+        hi = jnp.promote_types(lo, jnp.float32)
+        if hi == lo:
+            return self.apply(h, state, x, dx, t)
+        up = lambda a: a.astype(hi) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        s2, d2 = self.apply(h, jax.tree.map(up, state), None if x is None else up(x), up(dx), t)
+        return jax.tree.map(lambda a, old: a.astype(old.dtype), s2, state), d2.astype(lo)
+
+    def resolve(self, h: Hyper, t: jax.Array) -> Hyper:
+        """`h` with every scheduled hyperparameter evaluated at step `t - 1`
+        (optax's convention: the first update sees `schedule(0)`), unless
+        `adjust` has since written a number in its place."""
+        sched = self.schedules()
+        if not sched:
+            return h
+        h = dict(h)
+        for n, fn in sched:
+            v = h[n]
+            h[n] = jnp.where(jnp.isnan(v), jnp.asarray(fn(t - 1), v.dtype), v)
+        return h
+
+    def t_after(self, h: Hyper, t: Any) -> Any:
+        """The step count the rules after this one in a chain see (AccumGrad changes it)."""
+        return t
 
     # --- hyperparameters as data -------------------------------------------
 
     def rules(self) -> tuple[Rule, ...]:
         """The simple rules inside this one (itself, or a chain's members)."""
         return (self,)
+
+    def schedules(self) -> tuple[tuple[str, Callable], ...]:
+        """(name, schedule) of each hyperparameter given as a function of the step."""
+        return tuple((n, getattr(self, n)) for n in self.hyper if callable(getattr(self, n)))
+
+    def uses_params(self) -> bool:
+        """Whether some rule inside reads the parameter (optax's `params` is then required)."""
+        return any(r.needs_params for r in self.rules())
 
     def slots(self) -> tuple[tuple[str, int], ...]:
         """(name, width) of each hyperparameter, in table order."""
@@ -89,14 +216,18 @@ class Rule:
         return tuple(out)
 
     def width(self) -> int:
+        """The number of table columns this rule uses."""
         return sum(w for _, w in self.slots())
 
     def row(self) -> list[float]:
-        """The hyperparameter values, flattened into one table row."""
+        """The hyperparameter values, flattened into one table row (NaN for a schedule)."""
         out: list[float] = []
         for n in self.hyper:
             v = getattr(self, n)
-            out.extend(float(e) for e in (v if isinstance(v, tuple) else (v,)))
+            if callable(v):
+                out.append(math.nan)
+            else:
+                out.extend(float(e) for e in (v if isinstance(v, tuple) else (v,)))
         return out
 
     def read(self, row: Any, offset: int = 0) -> tuple[Hyper, int]:
@@ -113,27 +244,47 @@ class Rule:
         new.__dict__.update(self.__dict__)
         for n, w in self.slots():
             vals = tuple(_pyfloat(row[offset + i]) for i in range(w))
-            new.__dict__[n] = vals[0] if w == 1 else vals
+            if w == 1 and math.isnan(vals[0]) and callable(getattr(self, n)):
+                pass  # the schedule is in force
+            else:
+                conv = self.types.get(n, float)
+                vals = tuple(conv(v) for v in vals)
+                new.__dict__[n] = vals[0] if w == 1 else vals
             offset += w
         return new
 
     def key(self) -> tuple:
-        """What the compiled program depends on: the type, static options and
-        slot widths, never the hyperparameter values."""
-        return (type(self), tuple(getattr(self, s) for s in self.static), self.slots())
+        """What the compiled program depends on: the type, static options,
+        slot widths and schedules, never the hyperparameter values."""
+        return (type(self), tuple(getattr(self, s) for s in self.static), self.slots(), self.schedules())
+
+    def checks(self) -> bool:
+        """Whether this rule raises on a non-finite norm (so `update` must look)."""
+        return any(getattr(r, "throw", False) for r in self.rules())
 
     # --- construction helpers -----------------------------------------------
 
-    def check_eta(self, eta: Any, name: str = "eta") -> Any:
-        return self.check(name, eta, lambda v: v >= 0, "must be >= 0")
+    def check_eta(self, eta: Any, name: str = "eta", schedule: bool = True) -> Any:
+        """A learning rate: a number >= 0, or (if `schedule`) a function of the step count."""
+        if schedule and callable(eta) and not isinstance(eta, (jax.Array, np.ndarray)):
+            return eta
+        return self.check(name, eta, lambda v: v >= 0 and math.isfinite(v), "must be a finite number >= 0"
+                          + (" or an optax schedule" if schedule else ""))
 
-    def check(self, name: str, value: Any, ok: Callable[[float], bool], what: str) -> Any:
-        """`value` if it is a number (or tuple of numbers) for which `ok` holds,
-        else a ValueError naming the rule, the argument and the requirement."""
-        for v in value if isinstance(value, tuple) else (value,):
-            if not _is_number(v) or not ok(float(v)):
-                raise ValueError(f"{type(self).__name__}: {name}={value!r} {what}")
-        return value
+    def check(self, name: str, value: Any, ok: Callable[[float], bool], what: str) -> float:
+        """`float(value)` if it is a number for which `ok` holds, else a
+        ValueError naming the rule, the argument and the requirement."""
+        if not _is_number(value) or not ok(float(value)):
+            raise ValueError(f"{type(self).__name__}: {name}={value!r} {what}")
+        return float(value)
+
+    def check_pair(self, name: str, value: Any, ok: Callable[[float], bool], what: str) -> tuple[float, float]:
+        """A pair of numbers for which `ok` holds (like `beta=(0.9, 0.999)`)."""
+        if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_number(v) for v in value):
+            raise ValueError(f"{type(self).__name__}: {name} must be a pair of numbers, got {value!r}")
+        if not all(ok(float(v)) for v in value):
+            raise ValueError(f"{type(self).__name__}: {name}={tuple(value)!r} {what}")
+        return (float(value[0]), float(value[1]))
 
     # --- printing ---------------------------------------------------------
 
@@ -170,37 +321,48 @@ class Rule:
         )
 
     def update(self, updates: Any, state: RuleState, params: Any = None) -> tuple[Any, RuleState]:
-        """optax: `(updates, state)`; optax adds updates, so they are `-dx`."""
-        t = state.count + 1
-        h = self.read(state.hyper)[0]
+        """optax: `(updates, new_state)` for a whole pytree. Global rules
+        (ClipGlobalNorm) see every array.
+
+        optax adds updates, so an optimiser's are `-dx`; a gradient
+        transformation's (ClipGrad, ClipNorm, WeightDecay, AccumGrad, ...) are
+        `dx`, as optax's own `clip` or `add_decayed_weights`, so that
+        `optax.chain(fl.ClipGrad(1.0), optax.adam(1e-3))` works as well as
+        `optax.chain(optax.clip(1.0), fl.Adam())`. Between emissions, AccumGrad
+        passes on zeros (optax.MultiSteps wraps the optimiser instead).
+
+        Example:
+            >>> import jax.numpy as jnp, fluxlike as fl
+            >>> opt = fl.Momentum(0.1, 0.9)
+            >>> params = {"a": jnp.ones(2), "b": jnp.zeros(())}
+            >>> st = opt.init(params)
+            >>> upd, st = opt.update({"a": jnp.ones(2), "b": jnp.ones(())}, st, params)
+            >>> upd["a"], st.count
+            (Array([-0.1, -0.1], dtype=float32), Array(1, dtype=int32))
+        """
         leaves_u, treedef = jax.tree.flatten(updates)
         if params is None:
-            leaves_p = leaves_u
+            if self.uses_params():
+                names = sorted({type(r).__name__ for r in self.rules() if r.needs_params})
+                raise ValueError(
+                    f"{', '.join(names)} reads the parameters: call update(grads, state, params), "
+                    "as optax's add_decayed_weights needs"
+                )
+            leaves_p = [None] * len(leaves_u)
         else:
             leaves_p = treedef.flatten_up_to(params)
         leaves_s = treedef.flatten_up_to(state.inner)
-        new_u, new_s = [], []
-        for u, p, s in zip(leaves_u, leaves_p, leaves_s):
-            s2, dx = self.apply(h, s, p, u, t)
-            new_u.append(-dx)
-            new_s.append(s2)
+        t = state.count + 1
+        h = self.read(state.hyper)[0]
+        n = len(leaves_u)
+        new_s, dxs, _, live = self.run([h] * n, leaves_s, leaves_p, leaves_u, [t] * n, [None] * n, Ctx(n, False))
+        out = [d if ok is None else jnp.where(ok, d, jnp.zeros_like(d)) for d, ok in zip(dxs, live)]
+        if self.descent:
+            out = [-d for d in out]
         return (
-            jax.tree.unflatten(treedef, new_u),
+            jax.tree.unflatten(treedef, out),
             RuleState(t, state.hyper, jax.tree.unflatten(treedef, new_s)),
         )
-
-
-def _pyfloat(v: Any) -> float:
-    """The shortest Python float that round-trips at the table's precision
-    (0.01 stored in float32 reads back as 0.01)."""
-    a = np.asarray(v)
-    return float(np.format_float_scientific(a[()], unique=True)) if a.dtype.kind == "f" else float(a)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, tuple):
-        return "(" + ", ".join(_fmt(e) for e in v) + ")"
-    return repr(v)
 
 
 def cast(h: Any, dtype: Any) -> Any:
@@ -208,3 +370,10 @@ def cast(h: Any, dtype: Any) -> Any:
     if isinstance(h, tuple):
         return tuple(cast(e, dtype) for e in h)
     return jnp.asarray(h, dtype)
+
+
+def power(b: jax.Array, t: jax.Array, dtype: Any) -> jax.Array:
+    """`b ** t` (the running product of `beta` in Optimisers.jl), computed in
+    at least float32 and returned in `dtype`."""
+    hi = jnp.promote_types(dtype, jnp.float32)
+    return (jnp.asarray(b, hi) ** t.astype(hi)).astype(dtype)

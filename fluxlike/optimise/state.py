@@ -12,6 +12,13 @@ crosses a jitted call costs time:
   which model leaves each Leaf owns (several when weights are tied), and the
   rules' static parts. Hyperparameter values are never static, so
   `adjust_`/`freeze_` change data and a jitted step never recompiles.
+
+An optax transformation given to `setup` keeps its own state (one optax
+state for the whole model, see `optax_rule.py`) in place of the rule states.
+
+`update` runs the rule over all Leafs at once (`Rule.run`), which lets
+global rules such as ClipGlobalNorm see every gradient, and AccumGrad hold
+back the rules after it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import numpy as np
 
 from .._tree import is_array, keystr, tracing
 from ..module import Module, level, set_leaves_, trainable_mask
-from .rule import Rule
+from .optax_rule import describe, leaf_state, setup_optax, update_optax
+from .rule import Ctx, Rule
 
 __all__ = ["OptState", "Leaf", "setup", "update", "update_"]
 
@@ -33,12 +41,16 @@ __all__ = ["OptState", "Leaf", "setup", "update", "update_"]
 
 
 class _Spec:
-    """The static part of an OptState. Equal specs compile to the same program."""
+    """The static part of an OptState. Equal specs compile to the same program.
 
-    __slots__ = ("n", "index", "rules", "paths", "mirror", "kind", "_key", "_hash")
+    `kind` is "rule" (a fluxlike rule, one per Leaf in `rules`) or "optax"
+    (`rules` holds the optax wrapper, and the states are optax's)."""
+
+    __slots__ = ("n", "index", "rules", "paths", "mirror", "kind", "checks", "_key", "_hash")
 
     def __init__(self, n: int, index: tuple, rules: tuple, paths: tuple, mirror: tuple, kind: str) -> None:
         self.n, self.index, self.rules, self.paths, self.mirror, self.kind = n, index, rules, paths, mirror, kind
+        self.checks = kind == "rule" and bool(rules) and rules[0].checks()
         self._key = (n, index, tuple(r.key() for r in rules), mirror)
         self._hash = hash(self._key)
 
@@ -71,7 +83,7 @@ class OptState:
         True
     """
 
-    _states: tuple
+    _states: Any
     _hyper: jax.Array
     _counts: jax.Array
     _spec: _Spec
@@ -82,10 +94,16 @@ class OptState:
         return _child(self, self.__dict__["_spec"].mirror, name, "")
 
     def __getitem__(self, i: Any) -> Any:
-        return _child(self, self._spec.mirror, i, "")
+        return _child(self, self._spec.mirror, i, "", True)
 
     def leaves(self) -> list[Leaf]:
-        """Every Leaf, in the model's order."""
+        """Every Leaf, in the model's order.
+
+        Example:
+            >>> import jax.numpy as jnp, fluxlike as fl
+            >>> [leaf.path for leaf in fl.setup(fl.Adam(), {"a": jnp.ones(1), "b": jnp.ones(2)}).leaves()]
+            ["['a']", "['b']"]
+        """
         return [Leaf(self, i) for i in range(len(self._spec.index))]
 
     def __repr__(self) -> str:
@@ -139,21 +157,28 @@ class Leaf:
         self.root, self.i = root, i
 
     @property
-    def rule(self) -> Rule:
-        r = self.root._spec.rules[self.i]
-        return r.with_row(np.asarray(self.root._hyper[self.i]))
+    def rule(self) -> Any:
+        """The rule, holding this Leaf's current hyperparameters."""
+        spec = self.root._spec
+        if spec.kind == "optax":
+            return describe(self.root)
+        return spec.rules[self.i].with_row(np.asarray(self.root._hyper)[self.i])
 
     @property
     def state(self) -> Any:
+        """The rule's state for this array (Optimisers.jl's `Leaf.state`)."""
+        if self.root._spec.kind == "optax":
+            return leaf_state(self.root, self.i)
         return self.root._states[self.i]
 
     @property
     def frozen(self) -> bool:
-        return bool(self.root._counts[self.i, 1])
+        return bool(np.asarray(self.root._counts)[self.i, 1])
 
     @property
     def count(self) -> int:
-        return int(self.root._counts[self.i, 0])
+        """How many updates this Leaf has taken."""
+        return int(np.asarray(self.root._counts)[self.i, 0])
 
     @property
     def path(self) -> str:
@@ -168,7 +193,16 @@ class Leaf:
 
 class StateView:
     """A subtree of an OptState (`state.layers.enc`): navigate it, or give it
-    to `fl.adjust_`/`fl.freeze_`/`fl.thaw_` to change only its Leafs."""
+    to `fl.adjust_`/`fl.freeze_`/`fl.thaw_` to change only its Leafs.
+
+    Example:
+        >>> import fluxlike as fl
+        >>> state = fl.setup(fl.Descent(0.1), fl.Chain(fl.Dense(2, 2), fl.Dense(2, 1)))
+        >>> state.layers[1]
+        StateView(.layers[1]):
+          .layers[1].weight: Leaf(Descent(eta=0.1), state=())
+          .layers[1].bias: Leaf(Descent(eta=0.1), state=())
+    """
 
     __slots__ = ("root", "node", "path")
 
@@ -181,9 +215,10 @@ class StateView:
         return _child(self.root, self.node, name, self.path)
 
     def __getitem__(self, i: Any) -> Any:
-        return _child(self.root, self.node, i, self.path)
+        return _child(self.root, self.node, i, self.path, True)
 
     def leaves(self) -> list[Leaf]:
+        """Every Leaf in this subtree, in the model's order."""
         return [Leaf(self.root, i) for i in _indices(self.node)]
 
     def __repr__(self) -> str:
@@ -193,7 +228,11 @@ class StateView:
         return "\n".join(lines)
 
 
-def _child(root: OptState, node: tuple, key: Any, path: str) -> Any:
+def _child(root: OptState, node: tuple, key: Any, path: str, item: bool = False) -> Any:
+    """The part of the state at `key` below `node` (a Leaf, None or a StateView).
+
+    `item` (from `[...]`): a module with a single container field is indexed
+    through it, as `model[0]` indexes a Chain's `layers`."""
     if node[0] == "leaf":
         raise TypeError(f"state{path} is a single Leaf; it has no {key!r}")
     _, kind, keys, children = node
@@ -207,6 +246,8 @@ def _child(root: OptState, node: tuple, key: Any, path: str) -> Any:
         sub = f"[{int(key)}]"
     else:
         ok = False
+    if not ok and item and kind == "module" and len(children) == 1 and children[0][0] == "node":
+        return _child(root, children[0], key, f"{path}.{keys[0]}", item)
     if not ok:
         raise AttributeError(
             f"state{path} has no {key!r}; it mirrors the model, whose entries here are {list(keys)}"
@@ -269,13 +310,24 @@ def _mirror(tree: Any, mask: list[bool], leaves: list, pos: list[int], owner: di
     return ("node", kind, tuple(names), kids)
 
 
-def setup(rule: Rule, model: Any) -> OptState:
+def _is_optax(tx: Any) -> bool:
+    return callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))
+
+
+def setup(rule: Any, model: Any) -> OptState:
     """The optimiser state for `model`: a Leaf per trainable array, holding
     `rule`, the rule's state, its hyperparameters and a frozen flag.
 
     The same array object at several places of the model (tied weights)
     gets one Leaf; `update` sums its gradients and writes the result to
     every place.
+
+    Args:
+        rule: a fluxlike rule (`fl.Adam()`, `fl.OptimiserChain(...)`), or
+            any optax `GradientTransformation`, which then sees the model's
+            trainable arrays as one dict keyed by path (so global rules
+            like `optax.clip_by_global_norm` stay global).
+        model: the model (any pytree of arrays; trainable arrays get Leafs).
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -284,10 +336,10 @@ def setup(rule: Rule, model: Any) -> OptState:
         >>> opt_state.layers[1].bias
         Leaf(Descent(eta=0.01), state=())
     """
-    if not isinstance(rule, Rule):
-        from .optax_rule import from_optax
-
-        rule = from_optax(rule)
+    if not isinstance(rule, Rule) and not _is_optax(rule):
+        raise TypeError(
+            f"setup: expected a fluxlike rule such as fl.Adam() or an optax GradientTransformation, got {rule!r}"
+        )
     if tracing():
         raise RuntimeError("fl.setup builds the state once, outside jax.jit; call it before your step function")
     pairs, _ = jax.tree_util.tree_flatten_with_path(model)
@@ -300,20 +352,24 @@ def setup(rule: Rule, model: Any) -> OptState:
     mirror = _mirror(model, mask, leaves, [0], {}, order)
     index = tuple(tuple(o) for o in order)
     paths = tuple(keystr(pairs[o[0]][0]) for o in index)
-    rules = tuple(rule for _ in index)
-    states = tuple(rule.state(jnp.asarray(leaves[o[0]])) for o in index)
-    width = max((r.width() for r in rules), default=0)
-    rows = [r.row() + [0.0] * (width - r.width()) for r in rules]
-    hyper = jnp.asarray(np.asarray(rows, dtype=np.float64).reshape(len(index), width), jnp.result_type(float))
+    xs = [jnp.asarray(leaves[o[0]]) for o in index]
     counts = jnp.zeros((len(index), 2), jnp.int32)
-    return _make(states, hyper, counts, _Spec(len(leaves), index, rules, paths, mirror, "rule"))
+    dtype = jnp.result_type(float)
+    if not isinstance(rule, Rule):
+        states, wrapper = setup_optax(rule, xs, paths)
+        hyper = jnp.zeros((len(index), 0), dtype)
+        return _make(states, hyper, counts, _Spec(len(leaves), index, (wrapper,) * len(index), paths, mirror, "optax"))
+    states = tuple(rule.state(x) for x in xs)
+    row = rule.row()
+    hyper = jnp.asarray(np.asarray([row] * len(index), dtype=np.float64).reshape(len(index), len(row)), dtype)
+    return _make(states, hyper, counts, _Spec(len(leaves), index, (rule,) * len(index), paths, mirror, "rule"))
 
 
 # ---------------------------------------------------------------------------
 # update
 
 
-def _grads_like(treedef: Any, grads: Any, spec: _Spec) -> list:
+def _grads_like(treedef: Any, grads: Any) -> list:
     try:
         return treedef.flatten_up_to(grads)
     except (ValueError, TypeError) as e:
@@ -324,7 +380,32 @@ def _grads_like(treedef: Any, grads: Any, spec: _Spec) -> list:
         ) from None
 
 
-def _update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
+def _gathered(spec: _Spec, leaves: list, g: list) -> tuple[list, list, list]:
+    """The Leafs that have a gradient: their indices, parameters and gradients
+    (summed over tied places, in the parameter's dtype)."""
+    active, xs, dxs = [], [], []
+    for i, idx in enumerate(spec.index):
+        gs = [g[p] for p in idx if g[p] is not None]
+        if not gs:
+            continue  # no gradient: skip this Leaf entirely
+        x = jnp.asarray(leaves[idx[0]])
+        dx = jnp.asarray(gs[0])
+        for more in gs[1:]:
+            dx = dx + more
+        if tuple(dx.shape) != tuple(x.shape):
+            raise ValueError(
+                f"update: the gradient at model{spec.paths[i]} has shape {tuple(dx.shape)} "
+                f"but the parameter has shape {tuple(x.shape)}"
+            )
+        active.append(i)
+        xs.append(x)
+        dxs.append(dx.astype(x.dtype))
+    return active, xs, dxs
+
+
+def _step(state: OptState, model: Any, grads: Any, collect: bool) -> tuple[OptState, Any, Any]:
+    """`(new_state, new_model, report)`; `report` is None or, for rules that
+    raise on a non-finite norm, `(bad, norm)` vectors over the Leafs."""
     spec = state._spec
     leaves, treedef = jax.tree.flatten(model)
     if len(leaves) != spec.n:
@@ -333,46 +414,76 @@ def _update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
             f"model with {spec.n}; call fl.setup again for this model"
         )
     if grads is None:
-        return state, model
-    if spec.kind != "rule":
-        from .optax_rule import update_optax
-
-        return update_optax(state, model, grads, leaves, treedef)
-    g = _grads_like(treedef, grads, spec)
+        return state, model, None
+    g = _grads_like(treedef, grads)
+    active, xs, dxs = _gathered(spec, leaves, g)
+    if not active:
+        return state, model, None
+    counts = state._counts
+    sel = slice(None) if len(active) == len(spec.index) else np.asarray(active)
+    frozen = counts[sel, 1] != 0
+    if spec.kind == "optax":
+        states, new_xs = update_optax(state, leaves, active, xs, dxs, frozen)
+        report = None
+    else:
+        states, new_xs, report = _run_rule(state, active, sel, xs, dxs, frozen, collect)
     new_leaves = list(leaves)
-    states = list(state._states)
-    hyper, counts = state._hyper, state._counts
-    done, steps = [], []
-    for i, (idx, rule) in enumerate(zip(spec.index, spec.rules)):
-        gs = [g[p] for p in idx if g[p] is not None]
-        if not gs:
-            continue  # no gradient: skip this Leaf entirely
-        x = leaves[idx[0]]
-        dx = gs[0]
-        for more in gs[1:]:
-            dx = dx + more
-        if tuple(dx.shape) != tuple(x.shape):
-            raise ValueError(
-                f"update: the gradient at model{spec.paths[i]} has shape {tuple(dx.shape)} "
-                f"but the parameter has shape {tuple(x.shape)}"
-            )
-        x = jnp.asarray(x)
-        dx = jnp.asarray(dx, x.dtype)
-        t = counts[i, 0] + 1
-        frozen = counts[i, 1] != 0
-        s, upd = rule.apply(rule.read(hyper[i])[0], states[i], x, dx, t)
-        xn = jnp.where(frozen, x, (x - upd).astype(x.dtype))
-        states[i] = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), states[i], s)
-        for p in idx:
+    for i, xn in zip(active, new_xs):
+        for p in spec.index[i]:
             new_leaves[p] = xn
-        done.append(i)
-        steps.append(jnp.where(frozen, t - 1, t))
-    if done:
-        counts = counts.at[np.asarray(done), 0].set(jnp.stack(steps))
-    return _make(tuple(states), hyper, counts, spec), jax.tree.unflatten(treedef, new_leaves)
+    counts = counts.at[sel, 0].add((~frozen).astype(counts.dtype))
+    return _make(states, state._hyper, counts, spec), jax.tree.unflatten(treedef, new_leaves), report
 
 
-_update_jit = jax.jit(_update)
+def _run_rule(state: OptState, active: list, sel: Any, xs: list, dxs: list, frozen: Any, collect: bool) -> tuple:
+    """The rule over the active Leafs: `(all states, their new arrays, report)`."""
+    spec = state._spec
+    rule, counts = spec.rules[0], state._counts
+    hs = [rule.read(state._hyper[i])[0] for i in active]
+    ts = list(counts[sel, 0] + 1)
+    ctx = Ctx(len(active), collect and spec.checks)
+    sts = [state._states[i] for i in active]
+    new_s, out, _, live = rule.run(hs, sts, xs, dxs, ts, [~f for f in frozen], ctx)
+    states = list(state._states)
+    new_xs = []
+    for k, i in enumerate(active):
+        states[i] = new_s[k]
+        new_xs.append(jnp.where(live[k], (xs[k] - out[k]).astype(xs[k].dtype), xs[k]))
+    report = None
+    if ctx.bad is not None:
+        no = jnp.zeros((), bool)
+        bad = jnp.zeros(len(spec.index), bool).at[sel].set(jnp.stack([no if b is None else b for b in ctx.bad]))
+        nrm = jnp.zeros(len(spec.index)).at[sel].set(jnp.stack([0.0 if v is None else v for v in ctx.norm]))
+        report = (bad, nrm)
+    return tuple(states), new_xs, report
+
+
+def _update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
+    """One step, pure and traceable (the body of `update` and of train_'s step)."""
+    new_state, new_model, _ = _step(state, model, grads, False)
+    return new_state, new_model
+
+
+_update_jit = jax.jit(lambda state, model, grads: _step(state, model, grads, True))
+
+
+def _raise_nonfinite(spec: _Spec, report: Any) -> None:
+    """Raise if a rule with `throw=True` met a non-finite norm (one sync, only
+    for such rules): Optimisers.jl's DomainError, before anything changes."""
+    if report is None:
+        return
+    bad, nrm = jax.device_get(report)
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    throwing = [r for r in spec.rules[i].rules() if getattr(r, "throw", False)]
+    names = " or ".join(dict.fromkeys(type(r).__name__ for r in throwing))
+    where = "of the whole model" if all(type(r).__name__ == "ClipGlobalNorm" for r in throwing) \
+        else f"at model{spec.paths[i]}"
+    raise FloatingPointError(
+        f"{names}: the gradient {where} has {throwing[0].p}-norm {float(nrm[i])}; nothing was updated. "
+        "Pass throw=False to scale it anyway."
+    )
 
 
 def _check_state(state: Any, fn: str) -> OptState:
@@ -389,6 +500,11 @@ def update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
     Pure and jittable. A frozen Leaf keeps its parameter and state; a None
     gradient skips its Leaf (state and step count do not advance).
 
+    Args:
+        state: from `fl.setup(rule, model)`.
+        model: the model.
+        grads: the gradient of the model, e.g. `fl.gradient(f, model)[0]`.
+
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = {"w": jnp.array([1.0, 2.0])}
@@ -398,12 +514,25 @@ def update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
         (Array([0.9, 1.9], dtype=float32), Array([1., 2.], dtype=float32))
     """
     state = _check_state(state, "update")
-    return _update(state, model, grads) if tracing() else _update_jit(state, model, grads)
+    if tracing():
+        return _update(state, model, grads)
+    if grads is None:
+        return state, model
+    new_state, new_model, report = _update_jit(state, model, grads)
+    _raise_nonfinite(state._spec, report)
+    return new_state, new_model
 
 
 def update_(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
     """`update` in place: rebinds the arrays inside `state` and `model` (which
     keep their identity) and returns them. Refuses to run under a trace.
+
+    Tied weights get one new array object at all their places.
+
+    Args:
+        state: from `fl.setup(rule, model)`.
+        model: the model (a Module or a dict/list of arrays).
+        grads: the gradient of the model.
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -421,8 +550,10 @@ def update_(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
             "another transformation. Inside a compiled step use the pure form:\n"
             "    opt_state, model = fl.update(opt_state, model, grads)"
         )
-    new_state, new_model = _update_jit(state, model, grads)
-    assign_(state, new_state)
+    if grads is None:
+        return state, model
+    new_state, new_model, report = _update_jit(state, model, grads)
+    _raise_nonfinite(state._spec, report)
     if new_model is not model:
         new_leaves = jax.tree.leaves(new_model)
         for idx in state._spec.index:  # tied weights stay one object
@@ -434,6 +565,7 @@ def update_(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
                 "update_: the model is a tuple or an array, which cannot change in place; "
                 "use `state, model = fl.update(state, model, grads)`"
             )
+    assign_(state, new_state)
     return state, model
 
 

@@ -1,0 +1,213 @@
+"""The state tree: it mirrors the model, skips None gradients, keeps frozen
+Leafs bit-identical, ties shared arrays, stays within the leaf budget, and
+never recompiles a jitted step when hyperparameters or freeze flags change."""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fluxlike as fl
+from fluxlike.optimise.rules import AdamW
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+def bits(tree) -> list[bytes]:
+    return [np.asarray(a).tobytes() for a in jax.tree.leaves(tree)]
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Counts XLA compilations (JAX's own monitoring events) inside the block."""
+    seen = []
+
+    def listener(event: str, duration: float, **kw) -> None:
+        if event == BACKEND_COMPILE:
+            seen.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def net():
+    return fl.Chain(enc=fl.Dense(3, 2), dec=fl.Chain(fl.Dense(2, 3, fl.relu), fl.Dropout(0.5)))
+
+
+def loss(y_hat, y):
+    return jnp.sum((y_hat - y) ** 2)
+
+
+X, Y = np.random.default_rng(0).normal(size=(4, 3)).astype("float32"), np.zeros((4, 3), "float32")
+RULE = fl.OptimiserChain(fl.ClipNorm(1.0), AdamW(0.01, lambd=0.1))
+
+
+@jax.jit
+def step(model, opt_state, x, y):  # WALKTHROUGH 8b
+    val, grads = fl.withgradient(lambda m: loss(m(x), y), model)
+    opt_state, model = fl.update(opt_state, model, grads[0])
+    return model, opt_state, val
+
+
+def test_state_mirrors_the_model():
+    model = net()
+    state = fl.setup(fl.Adam(), model)
+    assert isinstance(state.layers.enc.weight, fl.Leaf)
+    assert state.layers.enc.weight.path == ".layers.enc.weight"
+    assert state[0].bias.path == ".layers.enc.bias"  # model[0] indexes the Chain
+    assert state["dec"][0].weight.path == ".layers.dec.layers[0].weight"
+    assert state.layers.dec[1].key is None  # Dropout's key is state, not trainable
+    assert [leaf.path for leaf in state.layers.dec.leaves()] == [".layers.dec.layers[0].weight", ".layers.dec.layers[0].bias"]
+    with pytest.raises(AttributeError, match=r"state.layers has no 'mid'; .* entries here are \['enc', 'dec'\]"):
+        state.layers.mid
+
+
+def test_leaf_budget_two_arrays_per_parameter_plus_two():
+    model = net()
+    assert len(jax.tree.leaves(fl.setup(fl.Adam(), model))) == 2 * 4 + 2
+    assert len(jax.tree.leaves(fl.setup(fl.Descent(), model))) == 2
+
+
+def test_structure_is_unchanged_by_update_adjust_freeze():
+    model = net()
+    state = fl.setup(RULE, model)
+    treedef = jax.tree.structure(state)
+    _, state2, _ = step(model, state, X, Y)
+    for s in (state2, fl.adjust(state, 0.1), fl.freeze(state.layers.enc), fl.thaw(state)):
+        assert jax.tree.structure(s) == treedef
+
+
+def test_none_gradient_skips_the_leaf():
+    model = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    state, model = fl.update(state, model, {"a": jnp.ones(2), "b": jnp.ones(3)})
+    before = bits((state["b"].state, model["b"]))
+    state, model = fl.update(state, model, {"a": jnp.ones(2), "b": None})
+    assert bits((state["b"].state, model["b"])) == before
+    assert (state["a"].count, state["b"].count) == (2, 1)
+    assert fl.update(state, model, None)[1] is model
+
+
+def test_frozen_leaf_keeps_parameter_and_state_bit_identical():
+    model = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    fl.update_(state, model, {"a": jnp.ones(2), "b": jnp.ones(3)})
+    fl.freeze_(state["b"])
+    before = bits((state["b"].state, model["b"]))
+    for g in (jnp.ones(3), jnp.full(3, jnp.nan), -jnp.ones(3)):
+        fl.update_(state, model, {"a": jnp.ones(2), "b": g})
+    assert bits((state["b"].state, model["b"])) == before
+    assert (state["a"].count, state["b"].count, state["b"].frozen) == (4, 1, True)
+    fl.thaw_(state)
+    fl.update_(state, model, {"a": jnp.ones(2), "b": jnp.ones(3)})
+    assert state["b"].count == 2 and bits(model["b"]) != before[-1:]
+
+
+def test_tied_weights_share_one_leaf_and_sum_their_gradients():
+    w = jnp.array([1.0, 2.0])
+    model = {"a": w, "b": w, "c": jnp.zeros(1)}
+    state = fl.setup(fl.Descent(0.1), model)
+    assert len(state.leaves()) == 2 and state["b"].path == "['a']"
+    new_state, new = fl.update(state, model, {"a": jnp.array([1.0, 1.0]), "b": jnp.array([2.0, 0.0]), "c": jnp.ones(1)})
+    np.testing.assert_allclose(new["a"], [0.7, 1.9], rtol=1e-6)
+    assert bits(new["a"]) == bits(new["b"])
+    # in place: one new array object at both places
+    fl.update_(state, model, {"a": jnp.ones(2), "b": jnp.ones(2), "c": jnp.ones(1)})
+    assert model["a"] is model["b"]
+
+
+def test_tie_survives_jit_and_donation():
+    model = fl.Chain(fl.Dense(2, 2, bias=False), fl.Dense(2, 2, bias=False))
+    model.layers[1].weight = model.layers[0].weight
+    state = fl.setup(fl.Adam(0.01), model)
+    assert len(state.leaves()) == 1
+
+    @jax.jit
+    def step(model, state, x, y):  # WALKTHROUGH 8b
+        val, grads = fl.withgradient(lambda m: loss(m(x), y), model)
+        state, model = fl.update(state, model, grads[0])
+        return model, state, val
+
+    x, y = X[:, :2], Y[:, :2]
+    model, state, _ = step(model, state, x, y)
+    assert model.layers[0].weight is not model.layers[1].weight  # jit returns two buffers...
+    assert bits(model.layers[0].weight) == bits(model.layers[1].weight)  # ...with one value
+    donating = jax.jit(step.__wrapped__, donate_argnums=(0, 1))
+    for _ in range(3):
+        model, state, _ = donating(model, state, x, y)
+    assert bits(model.layers[0].weight) == bits(model.layers[1].weight)
+    assert state.leaves()[0].count == 4
+    # update_ writes one object to both places; train_ donates it once
+    fl.update_(state, model, fl.gradient(lambda m: loss(m(x), y), model)[0])
+    assert model.layers[0].weight is model.layers[1].weight
+    fl.train_(lambda m, x, y: loss(m(x), y), model, [(x, y)] * 2, state)
+    assert bits(model.layers[0].weight) == bits(model.layers[1].weight) and state.leaves()[0].count == 7
+
+
+def test_jitted_step_compiles_once_across_adjust_freeze_thaw():
+    model = net()
+    state = fl.setup(RULE, model)
+
+    def changes(i):
+        yield lambda: fl.adjust_(state, 0.03 * i)
+        yield lambda: fl.adjust_(state.layers.enc, beta=(0.8, 0.9 + 0.01 * i))
+        yield lambda: fl.freeze_(state.layers.dec)
+        yield lambda: fl.adjust_(state, omega=2.0 + i, couple=bool(i % 2))
+        yield lambda: fl.thaw_(state)
+        yield lambda: fl.freeze_(state.layers.enc.weight)
+        yield lambda: fl.thaw_(state.layers.enc)
+
+    for i in range(2):
+        with count_compiles() as compiled:
+            for change in changes(i):
+                change()
+                model, state, _ = step(model, state, X, Y)
+        # the first round compiled the step (and adjust's small updates); the second, nothing
+        assert (len(compiled) > 0) if i == 0 else (compiled == [])
+    assert step._cache_size() == 1
+    counts = [leaf.count for leaf in state.leaves()]  # enc.weight frozen 2 steps, dec 4, of 14
+    assert counts == [12, 14, 10, 10]
+    assert RULE == fl.OptimiserChain(fl.ClipNorm(1.0), AdamW(0.01, lambd=0.1))  # the rule object is untouched
+
+
+def test_train_compiles_once_across_adjust_freeze_thaw():
+    model = net()
+    state = fl.setup(fl.Adam(0.01), model)
+    data = [(X, Y)] * 3
+    f = lambda m, x, y: loss(m(x), y)
+    for epoch in range(4):
+        with count_compiles() as compiled:
+            fl.train_(f, model, data, state)
+            fl.adjust_(state, 0.01 / (epoch + 1))
+            fl.adjust_(state.layers.dec, beta=(0.8, 0.99))
+            (fl.freeze_ if epoch % 2 else fl.thaw_)(state.layers.enc)
+        if epoch == 0:
+            assert compiled  # the counter sees compilations
+        if epoch >= 2:
+            assert compiled == [], epoch
+
+
+def test_update_errors():
+    model = {"w": jnp.ones(2)}
+    state = fl.setup(fl.Descent(0.1), model)
+    with pytest.raises(ValueError, match="shape"):
+        fl.update(state, model, {"w": jnp.ones(3)})
+    with pytest.raises(ValueError, match="model's structure"):
+        fl.update(state, model, {"v": jnp.ones(2)})
+    with pytest.raises(ValueError, match="set up for a model with 1"):
+        fl.update(state, {"w": jnp.ones(2), "v": jnp.ones(2)}, {"w": jnp.ones(2), "v": jnp.ones(2)})
+    with pytest.raises(TypeError, match="not the subtree"):
+        fl.update(state["w"], model, model)
+    with pytest.raises(RuntimeError, match="pure form"):
+        jax.jit(lambda s, m: fl.update_(s, m, m))(state, model)
+    with pytest.raises(RuntimeError, match="outside jax.jit"):
+        jax.jit(lambda m: fl.setup(fl.Adam(), m))(model)
+    with pytest.raises(TypeError, match="fluxlike rule .* or an optax"):
+        fl.setup("adam", model)
