@@ -26,9 +26,11 @@ from .module import Module, field, is_training, modules, testmode_, trainmode_
 from .optimise.adjust import adjust, adjust_, freeze, freeze_, learning_rate, thaw, thaw_
 from .optimise.rule import Rule
 from .optimise.rules import (
-    AccumGrad, AdaBelief, AdaDelta, AdaGrad, AdaMax, Adam, AdamW, AMSGrad, ClipGlobalNorm, ClipGrad,
-    ClipNorm, Descent, Lion, Momentum, NAdam, Nesterov, OAdam, OptimiserChain, RAdam, RMSProp, Rprop,
-    SignDecay, WeightDecay,
+    AdaBelief, AdaDelta, AdaGrad, AdaMax, Adam, AdamW, AMSGrad, Descent, Lion, Momentum, NAdam,
+    Nesterov, OAdam, RAdam, RMSProp, Rprop,
+)
+from .optimise.transforms import (
+    AccumGrad, ClipGlobalNorm, ClipGrad, ClipNorm, OptimiserChain, SignDecay, WeightDecay,
 )
 from .optimise.state import Leaf, OptState, setup, update, update_
 from .training import train, train_, trainstep_

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 import reference as R
-from fluxlike.optimise import rules as F
+import fluxlike as F
 
 B = (0.8, 0.99)
 

@@ -14,7 +14,7 @@ import pytest
 import fluxlike as fl
 import reference as R
 from fluxlike.optimise.adjust import learning_rate
-from fluxlike.optimise.rules import AccumGrad, AdamW, RMSProp
+from fluxlike import AccumGrad, AdamW, RMSProp
 
 ONES = {"a": jnp.ones(2), "b": jnp.ones(3)}
 

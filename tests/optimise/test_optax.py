@@ -12,7 +12,7 @@ import pytest
 
 import fluxlike as fl
 from fluxlike.optimise.adjust import learning_rate
-from fluxlike.optimise.rules import AccumGrad, ClipGlobalNorm
+from fluxlike import AccumGrad, ClipGlobalNorm
 
 RNG = np.random.default_rng(0)
 P0 = {"a": RNG.normal(size=(5, 3)).astype("float32"), "b": RNG.normal(size=(5, 3)).astype("float32")}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fluxlike as fl
-from fluxlike.optimise.rules import AdamW
+from fluxlike import AdamW
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 

@@ -25,7 +25,7 @@ import torch
 
 import fluxlike as fl
 import reference as R
-from fluxlike.optimise import rules as F
+import fluxlike as F
 from optimise_cases import B, CONTRACT, ORACLE, PROBLEM, grad_dict, gradients, model
 
 GW = gradients(24, seed=1)
