@@ -21,6 +21,7 @@ try:  # the cheapest way to ask "is a transformation tracing right now?"
         return _TRACE_CTX.trace is not _EVAL_TRACE
 
 except ImportError:  # pragma: no cover - older or newer JAX internals
+    _TRACE_CTX = _EVAL_TRACE = None
 
     def tracing() -> bool:
         return not jax.core.trace_state_clean()

@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import operator
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 import jax
 import numpy as np
 
-from ._tree import Tracer, is_array, is_float, keystr, tracing
+from ._tree import _EVAL_TRACE, _TRACE_CTX, Tracer, is_array, is_float, keystr, tracing
 
 __all__ = ["Module", "field", "trainmode_", "testmode_", "modules", "is_training"]
 
@@ -276,39 +275,37 @@ def _leak_error(obj: Module, name: str) -> RuntimeError:
 
 
 def _register(cls: type[Module]) -> None:
+    """Register `cls` as a pytree. Flattening runs on every jitted call, so the
+    callbacks are generated per class as straight-line code (dict lookups and
+    a dict display, no loops): about twice as fast as generic ones."""
     data, static = cls._fields, cls._static
     keys = tuple(jax.tree_util.GetAttrKey(n) for n in data)
-    if len(data) == 1:
-        _get = operator.attrgetter(data[0])
-        get_data: Callable[[Any], tuple] = lambda x: (_get(x),)
-    elif data:
-        get_data = operator.attrgetter(*data)
-    else:
-        get_data = lambda x: ()
-    if len(static) == 1:
-        _gets = operator.attrgetter(static[0])
-        get_static: Callable[[Any], Any] = lambda x: (_gets(x),)
-    elif static:
-        get_static = operator.attrgetter(*static)
-    else:
-        get_static = lambda x: ()
 
-    def flatten(x: Module) -> tuple[tuple, tuple]:
-        return get_data(x), get_static(x)
+    def tup(items: list[str]) -> str:
+        return "(" + "".join(f"{i}, " for i in items) + ")"
+
+    traced = "tracing()" if _TRACE_CTX is None else "ctx.trace is not top"
+    src = (
+        "def flatten(x):\n"
+        "    d = x.__dict__\n"
+        f"    return {tup([f'd[{n!r}]' for n in data])}, {tup([f'd[{n!r}]' for n in static])}\n"
+        "def unflatten(aux, children):\n"
+        "    self = new(cls)\n"
+        f"    self.__dict__.update({{'_traced': {traced}, "
+        + "".join(f"{n!r}: children[{i}], " for i, n in enumerate(data))
+        + "".join(f"{n!r}: aux[{i}], " for i, n in enumerate(static))
+        + "})\n"
+        "    return self\n"
+    )
+    env = {"new": object.__new__, "cls": cls, "ctx": _TRACE_CTX, "top": _EVAL_TRACE, "tracing": tracing}
+    exec(compile(src, f"<fluxlike pytree callbacks of {cls.__name__}>", "exec"), env)
+    flatten = env["flatten"]
 
     def flatten_with_keys(x: Module) -> tuple[tuple, tuple]:
-        return tuple(zip(keys, get_data(x))), get_static(x)
+        children, aux = flatten(x)
+        return tuple(zip(keys, children)), aux
 
-    names = (*data, *static)
-
-    def unflatten(aux: tuple, children: tuple) -> Module:
-        self = object.__new__(cls)
-        d = self.__dict__
-        d["_traced"] = tracing()
-        d.update(zip(names, (*children, *aux)))
-        return self
-
-    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, env["unflatten"], flatten)
 
 
 # ---------------------------------------------------------------------------

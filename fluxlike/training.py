@@ -110,13 +110,28 @@ def _call(loss: Callable, m: Any, batch: Any, splat: bool) -> Any:
     return loss(m, *batch) if splat else loss(m, batch)
 
 
-def _grad_step(loss: Callable, leaves: list, state: OptState, batch: Any, treedef: Any, splat: bool) -> tuple:
+def _grad_step(loss: Callable, leaves: list, state: OptState, batch: Any, treedef: Any, splat: bool, ok: Any) -> tuple:
+    """`(loss, new_state, new_leaves)`; `ok(val)` says whether to update."""
     model = jax.tree.unflatten(treedef, leaves)
     val, grads = withgradient(lambda m: _call(loss, m, batch, splat), model)
     if isinstance(val, (tuple, dict)):
         val = val[0] if isinstance(val, tuple) else val["loss"]
-    new_state, new_model = _update(state, model, grads[0])
-    return val, new_state, jax.tree.leaves(new_model)
+    go = ok(val)
+    new_state, new_model = _update(state, model, grads[0], go)
+    if state._spec.kind != "rule":  # optax keeps counts of its own: restore them all
+        new_state = jax.tree.map(lambda old, new: jnp.where(go, new, old), state, new_state)
+    new_leaves = jax.tree.leaves(new_model)
+    # the rule kept the parameters of a skipped step; layer state (BatchNorm
+    # statistics, Dropout keys) is restored here
+    ruled = _ruled(state._spec)
+    new_leaves = [n if p in ruled else jnp.where(go, n, o) for p, (n, o) in enumerate(zip(new_leaves, leaves))]
+    return val, new_state, new_leaves
+
+
+@functools.lru_cache(maxsize=64)
+def _ruled(spec: Any) -> frozenset:
+    """The model positions whose arrays the optimiser updates."""
+    return frozenset(p for idx in spec.index for p in idx)
 
 
 def _epoch_step(
@@ -130,15 +145,12 @@ def _epoch_step(
     no-op, so the epoch ends with the model as it was before that item.
     """
     leaves = [uleaves[j] for j in where]
-    val, new_state, new_leaves = _grad_step(loss, leaves, state, batch, treedef, splat)
     i, bad = status[0], status[1]
-    finite = jnp.isfinite(val)
-    ok = finite & (bad < 0)
-    first = _first(where)
-    keep = lambda old, new: jnp.where(ok, new, old)
-    new_u = tuple(keep(o, new_leaves[p]) for o, p in zip(uleaves, first))
-    new_state = jax.tree.map(keep, state, new_state)
-    status = jnp.stack([i + 1, jnp.where((bad < 0) & ~finite, i, bad), status[2]])
+    val, new_state, new_leaves = _grad_step(
+        loss, leaves, state, batch, treedef, splat, lambda v: jnp.isfinite(v) & (bad < 0)
+    )
+    new_u = tuple(new_leaves[p] for p in _first(where))
+    status = jnp.stack([i + 1, jnp.where((bad < 0) & ~jnp.isfinite(val), i, bad), status[2]])
     losses = losses.at[i - status[2]].set(val.astype(losses.dtype))
     return (new_u, new_state, status, losses), val
 
@@ -168,10 +180,8 @@ def _first(where: tuple) -> tuple:
 
 
 def _single_step(loss: Callable, leaves: tuple, state: OptState, batch: Any, treedef: Any, splat: bool) -> tuple:
-    val, new_state, new_leaves = _grad_step(loss, list(leaves), state, batch, treedef, splat)
-    ok = jnp.isfinite(val)
-    keep = lambda old, new: jnp.where(ok, new, old)
-    return val, jax.tree.map(keep, state, new_state), tuple(map(keep, leaves, new_leaves))
+    val, new_state, new_leaves = _grad_step(loss, list(leaves), state, batch, treedef, splat, jnp.isfinite)
+    return val, new_state, tuple(new_leaves)
 
 
 # ---------------------------------------------------------------------------

@@ -138,8 +138,41 @@ class Rule:
         return ()
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> tuple[Any, jax.Array]:
-        """The step for one array: `(new_state, dx_out)`; the parameter becomes `x - dx_out`."""
+        """The step for one array: `(new_state, dx_out)`; the parameter becomes `x - dx_out`.
+
+        A rule whose output depends only on its new state (Adam, Momentum, ...)
+        may instead define `advance(h, state, x, dx, t) -> new_state` and
+        `output(h, new_state, x, dx, t) -> dx_out`: then a frozen Leaf's kept
+        state feeds the output, which lets XLA update the state in place."""
+        if self.split:
+            state = self.advance(h, state, x, dx, t)
+            return state, self.output(h, state, x, dx, t)
         raise NotImplementedError(f"{type(self).__name__} defines no apply(h, state, x, dx, t)")
+
+    def advance(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def output(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    @property
+    def split(self) -> bool:
+        """Whether this rule defines `advance` and `output` instead of `apply`."""
+        return type(self).advance is not Rule.advance
+
+    def prepare(self, h: Hyper, t: jax.Array) -> Hyper:
+        """Per-step scalars derived from the hyperparameters, computed once for
+        all Leafs as vectors (one small kernel instead of one per Leaf): the
+        schedules' values, and for rules with `beta`, `h["beta^t"]` and the
+        bias corrections `h["1/(1-beta^t)"]` (multiplying by a per-Leaf
+        reciprocal computed here keeps XLA from launching a scalar kernel per
+        Leaf)."""
+        h = self.resolve(h, t)
+        if "beta" in self.hyper and isinstance(h.get("beta"), tuple):
+            tt = t.astype(jnp.promote_types(h["beta"][0].dtype, jnp.float32))
+            bt = tuple(jnp.asarray(b, tt.dtype) ** tt for b in h["beta"])
+            h = {**h, "beta^t": bt, "1/(1-beta^t)": tuple(1 / (1 - b) for b in bt)}
+        return h
 
     # --- all Leafs at once ---------------------------------------------------
 
@@ -150,10 +183,19 @@ class Rule:
         (a frozen Leaf, or AccumGrad still accumulating) the state is kept.
         Chains, AccumGrad and global rules override this.
         """
+        hs = _prepared(self, hs, ts)
         new_s, new_d = [], []
         for h, s, x, dx, t, ok in zip(hs, states, xs, dxs, ts, live):
-            s2, d2 = self.apply_precise(self.resolve(h, t), s, x, dx, t)
-            new_s.append(s2 if ok is None else keep(ok, s2, s))
+            if self.split:
+                s2 = _precise(self.advance, h, s, x, dx, t, s)
+                if ok is not None:
+                    s2 = keep(ok, s2, s)
+                d2 = _precise(self.output, h, s2, x, dx, t, dx)
+            else:
+                s2, d2 = self.apply_precise(h, s, x, dx, t)
+                if ok is not None:
+                    s2 = keep(ok, s2, s)
+            new_s.append(s2)
             new_d.append(d2)
         return new_s, new_d, ts, live
 
@@ -165,16 +207,7 @@ class Rule:
         Optimisers.jl computes in the array's type and floors `epsilon` at
         1e-7 for float16, which we keep, since the state is stored in float16.
         """
-        lo = dx.dtype
-        if jnp.dtype(lo) == jnp.float16 and "epsilon" in h:
-            e = h["epsilon"]
-            h = {**h, "epsilon": jnp.where(e == 0, e, jnp.maximum(e, 1e-7))}
-        hi = jnp.promote_types(lo, jnp.float32)
-        if hi == lo:
-            return self.apply(h, state, x, dx, t)
-        up = lambda a: a.astype(hi) if jnp.issubdtype(a.dtype, jnp.floating) else a
-        s2, d2 = self.apply(h, jax.tree.map(up, state), None if x is None else up(x), up(dx), t)
-        return jax.tree.map(lambda a, old: a.astype(old.dtype), s2, state), d2.astype(lo)
+        return _precise(self.apply, h, state, x, dx, t, (state, dx))
 
     def resolve(self, h: Hyper, t: jax.Array) -> Hyper:
         """`h` with every scheduled hyperparameter evaluated at step `t - 1`
@@ -365,6 +398,34 @@ class Rule:
         )
 
 
+def _prepared(rule: Rule, hs: list, ts: list) -> list:
+    """`rule.prepare` on all Leafs at once: stack each scalar into a vector,
+    prepare, and hand each Leaf its entries."""
+    if not hs:
+        return hs
+    if len(hs) == 1:
+        return [rule.prepare(hs[0], jnp.asarray(ts[0]))]
+    stack = lambda *v: jnp.stack([jnp.asarray(e) for e in v])
+    hv = rule.prepare(jax.tree.map(stack, *hs), stack(*ts))
+    return [jax.tree.map(lambda v: v[k], hv) for k in range(len(hs))]
+
+
+def _precise(fn: Callable, h: Hyper, state: Any, x: Any, dx: jax.Array, t: jax.Array, like: Any) -> Any:
+    """`fn(h, state, x, dx, t)` with half-precision arrays computed in float32
+    (epsilon floored at 1e-7 for float16, as Optimisers.jl), the result cast
+    back to the dtypes of `like`."""
+    lo = dx.dtype
+    if jnp.dtype(lo) == jnp.float16 and "epsilon" in h:
+        e = h["epsilon"]
+        h = {**h, "epsilon": jnp.where(e == 0, e, jnp.maximum(e, 1e-7))}
+    hi = jnp.promote_types(lo, jnp.float32)
+    if hi == lo:
+        return fn(h, state, x, dx, t)
+    up = lambda a: a.astype(hi) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    out = fn(h, jax.tree.map(up, state), None if x is None else up(x), up(dx), t)
+    return jax.tree.map(lambda a, old: a.astype(old.dtype), out, like)
+
+
 def cast(h: Any, dtype: Any) -> Any:
     """Hyperparameters in the parameter's dtype (Optimisers.jl's `T(o.eta)`)."""
     if isinstance(h, tuple):
@@ -372,8 +433,17 @@ def cast(h: Any, dtype: Any) -> Any:
     return jnp.asarray(h, dtype)
 
 
-def power(b: jax.Array, t: jax.Array, dtype: Any) -> jax.Array:
-    """`b ** t` (the running product of `beta` in Optimisers.jl), computed in
-    at least float32 and returned in `dtype`."""
+def corrections(h: Hyper, t: jax.Array, dtype: Any) -> tuple[jax.Array, ...]:
+    """Adam's bias corrections `(1/(1-b1^t), 1/(1-b2^t))` in `dtype`."""
+    if "1/(1-beta^t)" in h:
+        return tuple(jnp.asarray(c).astype(dtype) for c in h["1/(1-beta^t)"])
+    return tuple(1 / (1 - b) for b in powers(h, t, dtype))
+
+
+def powers(h: Hyper, t: jax.Array, dtype: Any) -> tuple[jax.Array, ...]:
+    """`(b1^t, b2^t)` (the running products of `beta` in Optimisers.jl) in
+    `dtype`: from `prepare` when it ran, else computed here in at least float32."""
+    if "beta^t" in h:
+        return tuple(jnp.asarray(b).astype(dtype) for b in h["beta^t"])
     hi = jnp.promote_types(dtype, jnp.float32)
-    return (jnp.asarray(b, hi) ** t.astype(hi)).astype(dtype)
+    return tuple((jnp.asarray(b, hi) ** jnp.asarray(t).astype(hi)).astype(dtype) for b in h["beta"])

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .rule import Hyper, Rule, cast, power
+from .rule import Hyper, Rule, cast, corrections, powers
 
 __all__ = [
     "Descent", "Momentum", "Nesterov", "Rprop", "RMSProp", "Adam", "RAdam", "AdaMax", "OAdam",
@@ -115,10 +115,12 @@ class Momentum(Rule):
     def state(self, x: jax.Array) -> jax.Array:
         return _zeros(x)
 
-    def apply(self, h: Hyper, v: jax.Array, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
+    def advance(self, h: Hyper, v: jax.Array, x: jax.Array, dx: jax.Array, t: jax.Array) -> jax.Array:
         eta, rho = cast(h["eta"], dx.dtype), cast(h["rho"], dx.dtype)
-        v = rho * v + eta * dx
-        return v, v
+        return rho * v + eta * dx
+
+    def output(self, h: Hyper, v: jax.Array, x: jax.Array, dx: jax.Array, t: jax.Array) -> jax.Array:
+        return v
 
 
 class Nesterov(Rule):
@@ -221,15 +223,18 @@ class RMSProp(Rule):
     def state(self, x: jax.Array) -> Any:
         return (_zeros(x), _zeros(x)) if self.centred else _zeros(x)
 
-    def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
-        T = dx.dtype
-        eta, rho, e = cast(h["eta"], T), cast(h["rho"], T), cast(h["epsilon"], T)
-        quad = state[0] if self.centred else state
-        quad = rho * quad + (1 - rho) * jnp.square(dx)
+    def advance(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Any:
+        rho = cast(h["rho"], dx.dtype)
+        quad = rho * (state[0] if self.centred else state) + (1 - rho) * jnp.square(dx)
         if self.centred:
-            lin = rho * state[1] + (1 - rho) * dx
-            return (quad, lin), dx * eta / (jnp.sqrt(quad - jnp.square(lin)) + e)
-        return quad, dx * eta / (jnp.sqrt(quad) + e)
+            return quad, rho * state[1] + (1 - rho) * dx
+        return quad
+
+    def output(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> jax.Array:
+        T = dx.dtype
+        eta, e = cast(h["eta"], T), cast(h["epsilon"], T)
+        var = state[0] - jnp.square(state[1]) if self.centred else state
+        return dx * eta / (jnp.sqrt(var) + e)
 
 
 class Adam(_AdamLike):
@@ -248,12 +253,14 @@ class Adam(_AdamLike):
     def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return _zeros(x), _zeros(x)
 
-    def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
+    def advance(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Any:
+        return _moments(h, *state, dx)
+
+    def output(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> jax.Array:
         T = dx.dtype
-        (b1, b2), eta, e = h["beta"], cast(h["eta"], T), cast(h["epsilon"], T)
-        m, v = _moments(h, *state, dx)
-        out = m / (1 - power(b1, t, T)) / (jnp.sqrt(v / (1 - power(b2, t, T))) + e) * eta
-        return (m, v), out
+        eta, e = cast(h["eta"], T), cast(h["epsilon"], T)
+        (m, v), (c1, c2) = state, corrections(h, t, T)
+        return m * c1 / (jnp.sqrt(v * c2) + e) * eta
 
 
 class RAdam(_AdamLike):
@@ -276,9 +283,9 @@ class RAdam(_AdamLike):
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
         T = dx.dtype
-        (b1, b2), eta, e = h["beta"], cast(h["eta"], T), cast(h["epsilon"], T)
+        eta, e = cast(h["eta"], T), cast(h["epsilon"], T)
         m, v = _moments(h, *state, dx)
-        b2c, bt1, bt2 = cast(b2, T), power(b1, t, T), power(b2, t, T)
+        b2c, (bt1, bt2) = cast(h["beta"][1], T), powers(h, t, T)
         rho_inf = 2 / (1 - b2c) - 1
         rho = rho_inf - 2 * t.astype(T) * bt2 / (1 - bt2)
         r = jnp.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
@@ -309,7 +316,7 @@ class AdaMax(_AdamLike):
         m, u = state
         m = b1 * m + (1 - b1) * dx
         u = jnp.maximum(b2 * u, jnp.abs(dx))
-        return (m, u), (eta / (1 - power(h["beta"][0], t, T))) * m / (u + e)
+        return (m, u), (eta / (1 - powers(h, t, T)[0])) * m / (u + e)
 
 
 class OAdam(_AdamLike):
@@ -332,10 +339,10 @@ class OAdam(_AdamLike):
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
         T = dx.dtype
-        (b1, b2), eta, e = h["beta"], cast(h["eta"], T), cast(h["epsilon"], T)
+        eta, e = cast(h["eta"], T), cast(h["epsilon"], T)
         m, v, prev = state
         m, v = _moments(h, m, v, dx)
-        term = eta * m / (1 - power(b1, t, T)) / (jnp.sqrt(v / (1 - power(b2, t, T))) + e)
+        term = eta * m / (1 - powers(h, t, T)[0]) / (jnp.sqrt(v / (1 - powers(h, t, T)[1])) + e)
         return (m, v, term), 2 * term - prev
 
 
@@ -446,7 +453,7 @@ class NAdam(_AdamLike):
         T = dx.dtype
         (b1, b2), eta, e = cast(h["beta"], T), cast(h["eta"], T), cast(h["epsilon"], T)
         m, v = _moments(h, *state, dx)
-        bt1, bt2 = power(h["beta"][0], t, T), power(h["beta"][1], t, T)
+        bt1, bt2 = powers(h, t, T)[0], powers(h, t, T)[1]
         num = b1 * m / (1 - b1 * bt1) + (1 - b1) * dx / (1 - bt1)
         return (m, v), num / (jnp.sqrt(v * b2 / (1 - bt2)) + e) * eta
 
@@ -484,13 +491,16 @@ class AdamW(Rule):
     def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return _zeros(x), _zeros(x)
 
-    def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
+    def advance(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Any:
+        return _moments(h, *state, dx)
+
+    def output(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> jax.Array:
         T = dx.dtype
-        (b1, b2), eta, e, lam = h["beta"], cast(h["eta"], T), cast(h["epsilon"], T), cast(h["lambd"], T)
-        m, v = _moments(h, *state, dx)
-        a = m / (1 - power(b1, t, T)) / (jnp.sqrt(v / (1 - power(b2, t, T))) + e)
+        eta, e, lam = cast(h["eta"], T), cast(h["epsilon"], T), cast(h["lambd"], T)
+        (m, v), (c1, c2) = state, corrections(h, t, T)
+        a = m * c1 / (jnp.sqrt(v * c2) + e)
         decay = lam * x.astype(T)
-        return (m, v), jnp.where(h["couple"] != 0, eta * (a + decay), eta * a + decay)
+        return jnp.where(h["couple"] != 0, eta * (a + decay), eta * a + decay)
 
 
 class AdaBelief(_AdamLike):
@@ -518,7 +528,7 @@ class AdaBelief(_AdamLike):
         m, s = state
         m = b1 * m + (1 - b1) * dx
         s = b2 * s + (1 - b2) * jnp.square(dx - m) + e
-        bt1, bt2 = power(h["beta"][0], t, T), power(h["beta"][1], t, T)
+        bt1, bt2 = powers(h, t, T)[0], powers(h, t, T)[1]
         return (m, s), eta * m / (1 - bt1) / (jnp.sqrt(s / (1 - bt2)) + e)
 
 

@@ -403,9 +403,11 @@ def _gathered(spec: _Spec, leaves: list, g: list) -> tuple[list, list, list]:
     return active, xs, dxs
 
 
-def _step(state: OptState, model: Any, grads: Any, collect: bool) -> tuple[OptState, Any, Any]:
+def _step(state: OptState, model: Any, grads: Any, collect: bool, ok: Any = None) -> tuple[OptState, Any, Any]:
     """`(new_state, new_model, report)`; `report` is None or, for rules that
-    raise on a non-finite norm, `(bad, norm)` vectors over the Leafs."""
+    raise on a non-finite norm, `(bad, norm)` vectors over the Leafs. With
+    `ok` (a boolean scalar) False, every Leaf behaves as frozen: train_ skips
+    a non-finite step this way, inside the rule, where it costs nothing."""
     spec = state._spec
     leaves, treedef = jax.tree.flatten(model)
     if len(leaves) != spec.n:
@@ -422,6 +424,8 @@ def _step(state: OptState, model: Any, grads: Any, collect: bool) -> tuple[OptSt
     counts = state._counts
     sel = slice(None) if len(active) == len(spec.index) else np.asarray(active)
     frozen = counts[sel, 1] != 0
+    if ok is not None:
+        frozen = frozen | ~ok
     if spec.kind == "optax":
         states, new_xs = update_optax(state, leaves, active, xs, dxs, frozen)
         report = None
@@ -431,7 +435,11 @@ def _step(state: OptState, model: Any, grads: Any, collect: bool) -> tuple[OptSt
     for i, xn in zip(active, new_xs):
         for p in spec.index[i]:
             new_leaves[p] = xn
-    counts = counts.at[sel, 0].add((~frozen).astype(counts.dtype))
+    step = (~frozen).astype(counts.dtype)
+    if isinstance(sel, slice):  # every Leaf: one elementwise add, done in place
+        counts = counts + jnp.stack([step, jnp.zeros_like(step)], axis=1)
+    else:
+        counts = counts.at[sel, 0].add(step)
     return _make(states, state._hyper, counts, spec), jax.tree.unflatten(treedef, new_leaves), report
 
 
@@ -458,9 +466,10 @@ def _run_rule(state: OptState, active: list, sel: Any, xs: list, dxs: list, froz
     return tuple(states), new_xs, report
 
 
-def _update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
-    """One step, pure and traceable (the body of `update` and of train_'s step)."""
-    new_state, new_model, _ = _step(state, model, grads, False)
+def _update(state: OptState, model: Any, grads: Any, ok: Any = None) -> tuple[OptState, Any]:
+    """One step, pure and traceable (the body of `update` and of train_'s
+    step); `ok` False skips it (see `_step`)."""
+    new_state, new_model, _ = _step(state, model, grads, False, ok)
     return new_state, new_model
 
 
