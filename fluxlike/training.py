@@ -71,13 +71,28 @@ class _Steps:
     def __init__(self, loss: Callable) -> None:
         self.refs = _referents(loss)
         self.loss = loss
-        self.epoch = jax.jit(
-            functools.partial(_epoch_step, loss), static_argnums=(5, 6, 7), donate_argnums=(0, 1, 2, 3)
-        )
-        self.single = jax.jit(functools.partial(_single_step, loss), static_argnums=(3, 4))
-        self.scan = jax.jit(
-            functools.partial(_scan_steps, loss), static_argnums=(5, 6, 7), donate_argnums=(0, 1, 2, 3)
-        )
+        self.jitted: dict[tuple, Any] = {}
+
+    def get(self, kind: str, treedef: Any, where: tuple, splat: bool) -> Any:
+        """The jitted step of this kind for one model structure: the static
+        parts are bound here once, so a call hashes no static arguments."""
+        key = (kind, treedef, where, splat)
+        fn = self.jitted.get(key)
+        if fn is None:
+            if kind == "single":
+                fn = jax.jit(functools.partial(_single_step, self.loss, treedef=treedef, splat=splat))
+            else:
+                body = _epoch_step if kind == "epoch" else _scan_steps
+                fn = jax.jit(
+                    functools.partial(body, self.loss, treedef=treedef, where=where, splat=splat),
+                    donate_argnums=(0, 1, 2),
+                )
+            fn = self.jitted[key] = fn
+        return fn
+
+    def cache_size(self, kind: str) -> int:
+        """How many programs of this kind were compiled (for tests)."""
+        return sum(f._cache_size() for k, f in self.jitted.items() if k[0] == kind)
 
 
 _CACHE: collections.OrderedDict[Any, _Steps] = collections.OrderedDict()
@@ -135,28 +150,32 @@ def _ruled(spec: Any) -> frozenset:
 
 
 def _epoch_step(
-    loss: Callable, uleaves: tuple, state: OptState, status: jax.Array, losses: jax.Array,
+    loss: Callable, uleaves: tuple, state: OptState, buf: jax.Array,
     batch: Any, treedef: Any, where: tuple, splat: bool,
 ) -> tuple:
     """One step of an epoch on the unique arrays of the model.
 
-    `status` = [this item's index, first non-finite item or -1, index of the
-    first item in `losses`]. After a non-finite loss every later step is a
-    no-op, so the epoch ends with the model as it was before that item.
+    `buf` holds the losses, then three counters (one array crossing the
+    call instead of two): this item's index, the first non-finite item or
+    -1, and the index of the item in `buf[0]`. After a non-finite loss every
+    later step is a no-op, so the epoch ends with the model as it was before
+    that item. (Counters in the float buffer are exact up to 2^24 items.)
     """
     leaves = [uleaves[j] for j in where]
-    i, bad = status[0], status[1]
+    cap = buf.shape[0] - 3
+    i, bad, base = (buf[cap + k].astype(jnp.int32) for k in range(3))
     val, new_state, new_leaves = _grad_step(
         loss, leaves, state, batch, treedef, splat, lambda v: jnp.isfinite(v) & (bad < 0)
     )
     new_u = tuple(new_leaves[p] for p in _first(where))
-    status = jnp.stack([i + 1, jnp.where((bad < 0) & ~jnp.isfinite(val), i, bad), status[2]])
-    losses = losses.at[i - status[2]].set(val.astype(losses.dtype))
-    return (new_u, new_state, status, losses), val
+    bad = jnp.where((bad < 0) & ~jnp.isfinite(val), i, bad)
+    tail = jnp.stack([i + 1, bad]).astype(buf.dtype)
+    buf = buf.at[i - base].set(val.astype(buf.dtype)).at[cap:cap + 2].set(tail)
+    return (new_u, new_state, buf), val
 
 
 def _scan_steps(
-    loss: Callable, uleaves: tuple, state: OptState, status: jax.Array, losses: jax.Array,
+    loss: Callable, uleaves: tuple, state: OptState, buf: jax.Array,
     batches: Any, treedef: Any, where: tuple, splat: bool,
 ) -> tuple:
     """Many steps in one compiled call: `_epoch_step` scanned over batches
@@ -166,7 +185,7 @@ def _scan_steps(
         carry, val = _epoch_step(loss, *carry[0], batch, treedef, where, splat)
         return (carry, None), val
 
-    (carry, _), vals = jax.lax.scan(body, ((uleaves, state, status, losses), None), batches)
+    (carry, _), vals = jax.lax.scan(body, ((uleaves, state, buf), None), batches)
     return carry, jnp.sum(vals)
 
 
@@ -303,7 +322,9 @@ def _run_epoch(
         n = None
     dtype = jnp.result_type(float)
     cap = n if n else 1024
-    carry = (*carry, jnp.array([0, -1, 0], jnp.int32), jnp.zeros(cap, dtype))
+    if n is not None and n >= 2**24:
+        raise ValueError(f"{fn}: an epoch of {n} items is longer than 2^24; split the data into shorter epochs")
+    carry = (*carry, jnp.zeros(cap + 3, dtype).at[cap + 1].set(-1))
     buffers: list = []
     bar = _Bar(progress, n, fn)
     fused = _stackable(data) if fuse and n else None
@@ -314,31 +335,37 @@ def _run_epoch(
         chunk = max(1, -(-lead // 50)) if progress else lead
         for lo in range(0, lead, chunk):
             part = batches if chunk == lead else jax.tree.map(lambda a: a[lo:lo + chunk], batches)
-            carry, total = steps.scan(*carry, part, treedef, where, _splat(batches))
+            carry, total = steps.get("scan", treedef, where, _splat(batches))(*carry, part)
             bar.update(min(chunk, lead - lo), total / min(chunk, lead - lo))
         for d in rest:
-            carry = steps.epoch(*carry, d, treedef, where, _splat(d))[0]
+            carry = steps.get("epoch", treedef, where, _splat(d))(*carry, d)[0]
         count = lead + len(rest)
     else:
         every = max(1, (n or 1000) // 50)
+        step, kind = None, None
         for d in data:
+            if type(d) is not kind:
+                kind = type(d)
+                step = steps.get("epoch", treedef, where, kind is tuple)
             if count and count % cap == 0:
                 if n is not None:
                     raise RuntimeError(f"{fn}: data yielded more items than its len() = {n}")
-                buffers.append(carry[3])
-                carry = (*carry[:2], carry[2].at[2].set(count), jnp.zeros(cap, dtype))
-            carry, val = steps.epoch(*carry, d, treedef, where, _splat(d))
+                old = carry[2]
+                buffers.append(old)
+                fresh = jnp.zeros(cap + 3, dtype).at[cap:cap + 2].set(old[cap:cap + 2]).at[cap + 2].set(count)
+                carry = (*carry[:2], fresh)
+            carry, val = step(*carry, d)
             count += 1
             if count % every == 0:
                 bar.update(every, val)
     bar.close()
-    uniq, st, status, buf = carry
+    uniq, st, buf = carry
     buffers.append(buf)
     if count == 0:
         return leaves, state, np.zeros(0, dtype), None
-    host_status, host_bufs = jax.device_get((status, buffers))
-    bad = int(host_status[1])
-    losses = np.concatenate(host_bufs)[:count]
+    host = jax.device_get(buffers)
+    bad = int(host[-1][cap + 1])
+    losses = np.concatenate([b[:cap] for b in host])[:count]
     new_leaves = [uniq[j] for j in where]
     if bad >= 0:
         return new_leaves, st, losses, NonFiniteLoss(
@@ -441,7 +468,7 @@ def trainstep_(loss: Callable, model: Any, batch: Any, state: OptState) -> jax.A
     state = _check_state(state, "trainstep_")
     steps = _steps(loss)
     leaves, treedef = jax.tree.flatten(model)
-    val, st, new = steps.single(tuple(leaves), state, batch, treedef, _splat(batch))
+    val, st, new = steps.get("single", treedef, (), _splat(batch))(tuple(leaves), state, batch)
     assign_(state, st)
     set_leaves_(model, list(new))
     return val

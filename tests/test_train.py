@@ -91,11 +91,11 @@ def test_fresh_lambda_each_epoch_compiles_once():
     assert fresh[0] is not fresh[1]
     assert train_mod._steps(fresh[0]) is train_mod._steps(fresh[-1])
     steps = train_mod._steps(fresh[-1])
-    assert steps.scan._cache_size() == 1 and steps.epoch._cache_size() == 0
+    assert steps.cache_size("scan") == 1 and steps.cache_size("epoch") == 0
     for epoch in range(3):  # the per-step path, too
         fresh.append(lambda m, x, y: mse(m, x, y))
         fl.train_(fresh[-1], model, iter(BATCHES), state)
-    assert train_mod._steps(fresh[-1]).epoch._cache_size() == 1
+    assert train_mod._steps(fresh[-1]).cache_size("epoch") == 1
 
 
 def test_different_closures_do_not_share_a_step():
@@ -208,3 +208,18 @@ def test_generator_data_runs_per_step():
     losses = fl.train_(mse, model, (b for b in BATCHES), fl.setup(fl.Descent(0.05), model))
     want = hand_loop(ref, fl.Descent(0.05), BATCHES)
     np.testing.assert_allclose(losses, want, rtol=1e-5)
+
+
+def test_long_generator_spans_loss_buffers_and_reports_the_right_item():
+    """Data without a length fills loss buffers of 1024 items one after another."""
+    xs = np.ones((1, 3), "float32")
+    items = [(xs * (k % 7), np.zeros((1, 1), "float32")) for k in range(1100)]
+    items[1050] = (np.full((1, 3), np.nan, "float32"), np.zeros((1, 1), "float32"))
+    model = fl.Dense(3, 1, key=0)
+    with pytest.raises(FloatingPointError, match=r"data item 1050 \(0-based\)") as info:
+        fl.train_(mse, model, (d for d in items), fl.setup(fl.Descent(0.0), model))
+    losses = info.value.losses
+    assert len(losses) == 1051 and np.isnan(losses[-1])
+    w, b = np.asarray(model.weight), np.asarray(model.bias)
+    want = [float(np.mean((x @ w.T + b - y) ** 2)) for x, y in items[:1050]]
+    np.testing.assert_allclose(losses[:-1], want, rtol=1e-5)
