@@ -12,6 +12,7 @@ at the end of the epoch.
 from __future__ import annotations
 
 import collections
+import time
 import functools
 import types
 from typing import Any, Callable, Iterable
@@ -82,7 +83,7 @@ class _Steps:
             if kind == "single":
                 fn = jax.jit(functools.partial(_single_step, self.loss, treedef=treedef, splat=splat))
             else:
-                body = _epoch_step if kind == "epoch" else _scan_steps
+                body = _epoch_step if kind == "epoch" else _loop_steps
                 fn = jax.jit(
                     functools.partial(body, self.loss, treedef=treedef, where=where, splat=splat),
                     donate_argnums=(0, 1, 2),
@@ -174,19 +175,21 @@ def _epoch_step(
     return (new_u, new_state, buf), val
 
 
-def _scan_steps(
-    loss: Callable, uleaves: tuple, state: OptState, buf: jax.Array,
-    batches: Any, treedef: Any, where: tuple, splat: bool,
+def _loop_steps(
+    loss: Callable, uleaves: tuple, state: OptState, buf: jax.Array, batches: Any,
+    lo: jax.Array, hi: jax.Array, treedef: Any, where: tuple, splat: bool,
 ) -> tuple:
-    """Many steps in one compiled call: `_epoch_step` scanned over batches
-    stacked on a leading axis."""
+    """Steps `lo` to `hi` of an epoch in one compiled call: `_epoch_step` in a
+    loop over batches stacked on a leading axis and held on the device. The
+    bounds are data, so any chunking of the epoch reuses one program.
+    Returns the carry and the sum of these steps' losses."""
 
-    def body(carry: tuple, batch: Any) -> tuple:
-        carry, val = _epoch_step(loss, *carry[0], batch, treedef, where, splat)
-        return (carry, None), val
+    def body(i: jax.Array, carry: tuple) -> tuple:
+        batch = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), batches)
+        inner, val = _epoch_step(loss, *carry[0], batch, treedef, where, splat)
+        return inner, carry[1] + val.astype(carry[1].dtype)
 
-    (carry, _), vals = jax.lax.scan(body, ((uleaves, state, buf), None), batches)
-    return carry, jnp.sum(vals)
+    return jax.lax.fori_loop(lo, hi, body, ((uleaves, state, buf), jnp.zeros((), buf.dtype)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -332,11 +335,19 @@ def _run_epoch(
     if fused is not None:
         batches, rest = fused
         lead = jax.tree.leaves(batches)[0].shape[0]
-        chunk = max(1, -(-lead // 50)) if progress else lead
-        for lo in range(0, lead, chunk):
-            part = batches if chunk == lead else jax.tree.map(lambda a: a[lo:lo + chunk], batches)
-            carry, total = steps.get("scan", treedef, where, _splat(batches))(*carry, part)
-            bar.update(min(chunk, lead - lo), total / min(chunk, lead - lo))
+        loop = steps.get("loop", treedef, where, _splat(batches))
+        if not progress:
+            carry, _ = loop(*carry, batches, np.int32(0), np.int32(lead))
+        else:  # chunks of about a quarter of a second, whatever a step costs
+            batches = jax.device_put(batches)
+            lo, chunk, t0 = 0, max(1, lead // 200), time.perf_counter()
+            while lo < lead:
+                hi = min(lead, lo + chunk)
+                carry, total = loop(*carry, batches, np.int32(lo), np.int32(hi))
+                bar.update(hi - lo, total / (hi - lo))
+                lo, now = hi, time.perf_counter()
+                chunk = max(1, min(lead, int(chunk * 0.25 / max(now - t0, 1e-4))))
+                t0 = now
         for d in rest:
             carry = steps.get("epoch", treedef, where, _splat(d))(*carry, d)[0]
         count = lead + len(rest)

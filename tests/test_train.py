@@ -91,7 +91,7 @@ def test_fresh_lambda_each_epoch_compiles_once():
     assert fresh[0] is not fresh[1]
     assert train_mod._steps(fresh[0]) is train_mod._steps(fresh[-1])
     steps = train_mod._steps(fresh[-1])
-    assert steps.cache_size("scan") == 1 and steps.cache_size("epoch") == 0
+    assert steps.cache_size("loop") == 1 and steps.cache_size("epoch") == 0
     for epoch in range(3):  # the per-step path, too
         fresh.append(lambda m, x, y: mse(m, x, y))
         fl.train_(fresh[-1], model, iter(BATCHES), state)
