@@ -289,3 +289,19 @@ def test_maxpool_gradient_under_jit_and_scan():
     np.testing.assert_array_equal(np.asarray(g)[0, :, :, 0], want)
     _, gs = jax.lax.scan(lambda c, x: (c, jax.grad(lambda x: pool(x).sum())(x)), 0, x[None])
     np.testing.assert_array_equal(gs[0], g)
+
+
+def test_maxpool_ties_route_the_gradient_to_the_first_maximum_like_torch():
+    """The default MaxPool (stride = window) takes a reshape path; with ties
+    and odd sizes it must still match torch's values and gradients."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, size=(2, 7, 9, 3)).astype("float32")  # many ties; 7 and 9 not multiples of 2 and 3
+    pool = fl.MaxPool((2, 3))
+    g_out = rng.normal(size=(2, 3, 3, 3)).astype("float32")
+    y, vjp = jax.vjp(pool, jnp.asarray(x))
+    (gx,) = vjp(jnp.asarray(g_out))
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    yt = F.max_pool2d(xt, (2, 3))
+    yt.backward(torch.tensor(g_out.transpose(0, 3, 1, 2)))
+    np.testing.assert_array_equal(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(np.asarray(gx), xt.grad.numpy().transpose(0, 2, 3, 1))
