@@ -24,6 +24,7 @@ import numpy as np
 from ._tree import tracing
 from .gradient import withgradient
 from .module import set_leaves_
+from .optimise.rule import select
 from .optimise.state import OptState, _check_state, _make, _update, assign_
 
 __all__ = ["train_", "train", "trainstep_"]
@@ -135,12 +136,12 @@ def _grad_step(loss: Callable, leaves: list, state: OptState, batch: Any, treede
     go = ok(val)
     new_state, new_model = _update(state, model, grads[0], go)
     if state._spec.kind != "rule":  # optax keeps counts of its own: restore them all
-        new_state = jax.tree.map(lambda old, new: jnp.where(go, new, old), state, new_state)
+        new_state = jax.tree.map(lambda old, new: select(go, new, old), state, new_state)
     new_leaves = jax.tree.leaves(new_model)
     # the rule kept the parameters of a skipped step; layer state (BatchNorm
     # statistics, Dropout keys) is restored here
     ruled = _ruled(state._spec)
-    new_leaves = [n if p in ruled else jnp.where(go, n, o) for p, (n, o) in enumerate(zip(new_leaves, leaves))]
+    new_leaves = [n if p in ruled else select(go, n, o) for p, (n, o) in enumerate(zip(new_leaves, leaves))]
     return val, new_state, new_leaves
 
 

@@ -85,7 +85,16 @@ def _fmt(v: Any) -> str:
 
 def keep(ok: jax.Array, new: Any, old: Any) -> Any:
     """`new` where `ok`, else `old`, leaf by leaf (a skipped step keeps its state bit-identical)."""
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    return jax.tree.map(lambda n, o: select(ok, n, o), new, old)
+
+
+def select(ok: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """`where(ok, new, old)` for a scalar `ok` and arrays of one shape and
+    dtype: `lax.select` directly (`jnp.where` is a nested jitted call in the
+    traced program, which costs compile time on deep models)."""
+    if new is old:
+        return new
+    return jax.lax.select(jnp.broadcast_to(ok, jnp.shape(new)), new, old)
 
 
 class Rule:
@@ -398,16 +407,80 @@ class Rule:
         )
 
 
-def _prepared(rule: Rule, hs: list, ts: list) -> list:
-    """`rule.prepare` on all Leafs at once: stack each scalar into a vector,
-    prepare, and hand each Leaf its entries."""
-    if not hs:
+class HVec:
+    """The hyperparameters of several Leafs as vectors, one entry per Leaf
+    (what `update` reads from the table, a column at a time). Indexing gives
+    one Leaf's `h`, whose entries are sliced out only when a rule reads them."""
+
+    __slots__ = ("vec", "n")
+
+    def __init__(self, vec: Any, n: int) -> None:
+        self.vec, self.n = vec, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> Any:
+        return _leaf_h(self.vec, k)
+
+    def __iter__(self) -> Any:
+        return (self[k] for k in range(self.n))
+
+    def member(self, j: int) -> HVec:
+        """A chain member's hyperparameters."""
+        return HVec(self.vec[j], self.n)
+
+
+class _LazyH(dict):
+    """One Leaf's `h`: entries of the vectors, sliced when first read."""
+
+    __slots__ = ("_vec", "_k")
+
+    def __init__(self, vec: dict, k: int) -> None:
+        super().__init__()  # empty until read
+        self._vec, self._k = vec, k
+
+    def __missing__(self, name: str) -> Any:
+        v = jax.tree.map(lambda a: a[self._k], self._vec[name])
+        self[name] = v
+        return v
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._vec
+
+    def keys(self) -> Any:
+        return self._vec.keys()
+
+    def __iter__(self) -> Any:
+        return iter(self._vec)
+
+    def __len__(self) -> int:
+        return len(self._vec)
+
+    def items(self) -> Any:
+        return ((n, self[n]) for n in self._vec)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self._vec else default
+
+
+def _leaf_h(vec: Any, k: int) -> Any:
+    if isinstance(vec, dict):
+        return _LazyH(vec, k)
+    return [_leaf_h(v, k) for v in vec]  # a chain: one h per member
+
+
+def _prepared(rule: Rule, hs: Any, ts: Any) -> Any:
+    """`rule.prepare` on all Leafs at once, as vectors; each Leaf then reads
+    its own entries (the table is read a column at a time, not a Leaf at a time)."""
+    if not len(hs):
         return hs
-    if len(hs) == 1:
-        return [rule.prepare(hs[0], jnp.asarray(ts[0]))]
-    stack = lambda *v: jnp.stack([jnp.asarray(e) for e in v])
-    hv = rule.prepare(jax.tree.map(stack, *hs), stack(*ts))
-    return [jax.tree.map(lambda v: v[k], hv) for k in range(len(hs))]
+    tv = ts if isinstance(ts, jax.Array) and ts.ndim == 1 else jnp.stack([jnp.asarray(t) for t in ts])
+    if isinstance(hs, HVec):
+        hv = hs.vec
+    else:
+        hv = jax.tree.map(lambda *v: jnp.stack([jnp.asarray(e) for e in v]), *hs)
+    return HVec(rule.prepare(hv, tv), len(hs))
 
 
 def _precise(fn: Callable, h: Hyper, state: Any, x: Any, dx: jax.Array, t: jax.Array, like: Any) -> Any:

@@ -32,7 +32,7 @@ import numpy as np
 from .._tree import is_array, keystr, tracing
 from ..module import Module, level, set_leaves_, trainable_mask
 from .optax_rule import describe, leaf_state, setup_optax, update_optax
-from .rule import Ctx, Rule
+from .rule import Ctx, HVec, Rule, select
 
 __all__ = ["OptState", "Leaf", "setup", "update", "update_"]
 
@@ -447,8 +447,9 @@ def _run_rule(state: OptState, active: list, sel: Any, xs: list, dxs: list, froz
     """The rule over the active Leafs: `(all states, their new arrays, report)`."""
     spec = state._spec
     rule, counts = spec.rules[0], state._counts
-    hs = [rule.read(state._hyper[i])[0] for i in active]
-    ts = list(counts[sel, 0] + 1)
+    table = state._hyper if isinstance(sel, slice) else state._hyper[sel]
+    hs = HVec(rule.read(table.T)[0], len(active))  # a column at a time, not a Leaf at a time
+    ts = counts[sel, 0] + 1
     ctx = Ctx(len(active), collect and spec.checks)
     sts = [state._states[i] for i in active]
     new_s, out, _, live = rule.run(hs, sts, xs, dxs, ts, [~f for f in frozen], ctx)
@@ -456,7 +457,7 @@ def _run_rule(state: OptState, active: list, sel: Any, xs: list, dxs: list, froz
     new_xs = []
     for k, i in enumerate(active):
         states[i] = new_s[k]
-        new_xs.append(jnp.where(live[k], (xs[k] - out[k]).astype(xs[k].dtype), xs[k]))
+        new_xs.append(select(live[k], (xs[k] - out[k]).astype(xs[k].dtype), xs[k]))
     report = None
     if ctx.bad is not None:
         no = jnp.zeros((), bool)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .rule import Ctx, Hyper, Rule, cast, keep
+from .rule import Ctx, HVec, Hyper, Rule, cast, keep
 from .rules import Out, _nonneg, _zeros
 
 __all__ = ["WeightDecay", "SignDecay", "ClipGrad", "ClipNorm", "ClipGlobalNorm", "AccumGrad", "OptimiserChain"]
@@ -400,7 +400,8 @@ class OptimiserChain(Rule):
     def run(self, hs: list, states: list, xs: list, dxs: list, ts: list, live: list, ctx: Ctx) -> tuple[list, list, list, list]:
         new: list[list] = [[] for _ in dxs]
         for j, r in enumerate(self.opts):
-            sub, dxs, ts, live = r.run([h[j] for h in hs], [s[j] for s in states], xs, dxs, ts, live, ctx)
+            hj = hs.member(j) if isinstance(hs, HVec) else [h[j] for h in hs]
+            sub, dxs, ts, live = r.run(hj, [s[j] for s in states], xs, dxs, ts, live, ctx)
             for acc, s in zip(new, sub):
                 acc.append(s)
         return [tuple(s) for s in new], dxs, ts, live
