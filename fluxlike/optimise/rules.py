@@ -65,6 +65,10 @@ class _AdamLike(Rule):
 # ---------------------------------------------------------------------------
 # gradient descent
 
+    def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Two moment arrays, zeros (rules with other state override this)."""
+        return _zeros(x), _zeros(x)
+
 
 class Descent(Rule):
     """Plain gradient descent: `dx = eta * dx`.
@@ -250,9 +254,6 @@ class Adam(_AdamLike):
         Adam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
     """
 
-    def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _zeros(x), _zeros(x)
-
     def advance(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Any:
         return _moments(h, *state, dx)
 
@@ -277,9 +278,6 @@ class RAdam(_AdamLike):
         >>> RAdam(0.01)
         RAdam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
     """
-
-    def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _zeros(x), _zeros(x)
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
         T = dx.dtype
@@ -306,9 +304,6 @@ class AdaMax(_AdamLike):
         >>> AdaMax()
         AdaMax(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
     """
-
-    def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _zeros(x), _zeros(x)
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
         T = dx.dtype
@@ -446,9 +441,6 @@ class NAdam(_AdamLike):
         NAdam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
     """
 
-    def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _zeros(x), _zeros(x)
-
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
         T = dx.dtype
         (b1, b2), eta, e = cast(h["beta"], T), cast(h["eta"], T), cast(h["epsilon"], T)
@@ -518,9 +510,6 @@ class AdaBelief(_AdamLike):
 
     def __init__(self, eta: Eta = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-16) -> None:
         super().__init__(eta, beta, epsilon)
-
-    def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _zeros(x), _zeros(x)
 
     def apply(self, h: Hyper, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
         T = dx.dtype
