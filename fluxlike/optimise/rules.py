@@ -61,14 +61,13 @@ class _AdamLike(Rule):
         self.beta = self.check_pair("beta", beta, _unit, "must be in [0, 1)")
         self.epsilon = self.check("epsilon", epsilon, _nonneg, "must be >= 0")
 
-
-# ---------------------------------------------------------------------------
-# gradient descent
-
     def state(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Two moment arrays, zeros (rules with other state override this)."""
         return _zeros(x), _zeros(x)
 
+
+# ---------------------------------------------------------------------------
+# gradient descent
 
 class Descent(Rule):
     """Plain gradient descent: `dx = eta * dx`.
