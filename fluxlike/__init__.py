@@ -33,7 +33,7 @@ from .optimise.transforms import (
     AccumGrad, ClipGlobalNorm, ClipGrad, ClipNorm, OptimiserChain, SignDecay, WeightDecay,
 )
 from .optimise.state import Leaf, OptState, setup, update, update_
-from .training import train, train_, trainstep_
+from .training import NonFiniteLoss, train, train_, trainstep_
 
 __all__ = [
     "losses", "seed",
@@ -53,6 +53,6 @@ __all__ = [
     "ClipGlobalNorm", "ClipGrad", "ClipNorm", "Descent", "Lion", "Momentum", "NAdam", "Nesterov",
     "OAdam", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "WeightDecay",
     "Leaf", "OptState", "setup", "update", "update_",
-    "train", "train_", "trainstep_",
+    "NonFiniteLoss", "train", "train_", "trainstep_",
     *_layer_names,
 ]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fluxlike as fl
-from fluxlike import training as train_mod
+from fluxlike import _step as train_mod
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(40, 3)).astype("float32")
@@ -89,13 +89,13 @@ def test_fresh_lambda_each_epoch_compiles_once():
         if epoch == 2:
             fl.freeze_(state)
     assert fresh[0] is not fresh[1]
-    assert train_mod._steps(fresh[0]) is train_mod._steps(fresh[-1])
-    steps = train_mod._steps(fresh[-1])
+    assert train_mod.steps_for(fresh[0], "train_") is train_mod.steps_for(fresh[-1], "train_")
+    steps = train_mod.steps_for(fresh[-1], "train_")
     assert steps.cache_size("loop") == 1 and steps.cache_size("epoch") == 0
     for epoch in range(3):  # the per-step path, too
         fresh.append(lambda m, x, y: mse(m, x, y))
         fl.train_(fresh[-1], model, iter(BATCHES), state)
-    assert train_mod._steps(fresh[-1]).cache_size("epoch") == 1
+    assert train_mod.steps_for(fresh[-1], "train_").cache_size("epoch") == 1
 
 
 def test_different_closures_do_not_share_a_step():
@@ -187,6 +187,41 @@ def test_errors():
     with pytest.raises(RuntimeError, match="inside jax.jit"):
         jax.jit(lambda m: fl.train_(mse, m, BATCHES, state))(model)
     assert fl.train_(mse, model, [], state).shape == (0,)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_bad_data_and_wrong_arity_name_the_argument_and_the_item(fuse):
+    model = fl.Dense(3, 1, key=0)
+    state = fl.setup(fl.Descent(0.1), model)
+    before = arrays(model)
+    with pytest.raises(TypeError, match=r"train_: data must be an iterable of items.*got int 5"):
+        fl.train_(mse, model, 5, state)
+    # (x, y) tuples splatted into a loss that takes one batch argument
+    with pytest.raises(TypeError, match=r"data item 0 is a tuple of 2, splatted as loss\(model, d\[0\], d\[1\]\)"):
+        fl.train_(lambda m, batch: mse(m, *batch), model, BATCHES, state, fuse=fuse)
+    # a dict passed whole to a loss that wants (x, y)
+    with pytest.raises(TypeError, match=r"data item 0 is a dict, passed whole as loss\(model, d\)"):
+        fl.train_(mse, model, [dict(x=x, y=y) for x, y in BATCHES], state, fuse=fuse)
+    # only the last item is malformed: the error names it, and nothing was trained
+    ragged = BATCHES[:2] + [(BATCHES[2][0],)]
+    with pytest.raises(TypeError, match=r"data item 2 is a tuple of 1"):
+        fl.train_(mse, model, iter(ragged), state)
+    with pytest.raises(TypeError, match=r"trainstep_: data item 0 is a tuple of 3"):
+        fl.trainstep_(mse, model, (*BATCHES[0], 1.0), state)
+    for a, b in zip(arrays(model)[:1], before[:1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_returning_a_tuple_or_dict_trains_on_its_loss_entry():
+    """Flux's rule: the first element of a tuple, the "loss" entry of a dict."""
+    ref = fl.Dense(3, 1, key=0)
+    hand_loop(ref, fl.Descent(0.1), BATCHES)
+    for wrap in (lambda l: (l, {"aux": 1.0}), lambda l: {"acc": 0.0, "loss": l}):
+        model = fl.Dense(3, 1, key=0)
+        losses = fl.train_(lambda m, x, y: wrap(mse(m, x, y)), model, BATCHES, fl.setup(fl.Descent(0.1), model))
+        assert losses.shape == (len(BATCHES),)
+        for a, b in zip(arrays(model), arrays(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_dataloader_epochs_fused_with_a_remainder_and_progress_bar(capsys):
