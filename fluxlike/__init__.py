@@ -13,15 +13,21 @@ from .activations import (
     logcosh, logsigmoid, logsoftmax, logsumexp, mish, relu, relu6, rrelu, selu, sigmoid, softmax,
     softplus, softshrink, softsign, swish, tanh, tanhshrink, trelu,
 )
-from .data import DataLoader, onecold, onehotbatch
+from .data import DataLoader, onecold, onehot, onehotbatch
 from .functor import cpu, destructure, f16, f32, f64, fmap, gpu, loadmodel_, params, state
 from .gradient import gradient, withgradient
 from .init import (
     glorot_normal, glorot_uniform, identity_init, kaiming_normal, kaiming_uniform, lecun_normal,
     nfan, ones32, orthogonal, rand32, randn32, sparse_init, truncated_normal, zeros32,
 )
-from .layers import *  # noqa: F403  (each layer file's __all__)
-from .layers import __all__ as _layer_names
+from .layers import (
+    AdaptiveMaxPool, AdaptiveMeanPool, AlphaDropout, BatchNorm, Bilinear, Chain, Conv,
+    ConvTranspose, Dense, DepthwiseConv, Dropout, Embedding, flatten, Fn, GlobalMaxPool,
+    GlobalMeanPool, GroupNorm, GRU, GRUCell, GRUv3, GRUv3Cell, initialstates, InstanceNorm,
+    LayerNorm, LSTM, LSTMCell, make_causal_mask, Maxout, MaxPool, MeanPool, MultiHeadAttention,
+    PairwiseFusion, Parallel, PixelShuffle, Recurrence, RNN, RNNCell, SamePad, Scale,
+    SkipConnection, Upsample,
+)
 from .module import Module, field, is_training, modules, testmode_, trainmode_
 from .optimise.adjust import adjust, adjust_, freeze, freeze_, learning_rate, thaw, thaw_
 from .optimise.rule import Rule
@@ -41,7 +47,7 @@ __all__ = [
     "leakyrelu", "lisht", "logcosh", "logsigmoid", "logsoftmax", "logsumexp", "mish", "relu",
     "relu6", "rrelu", "selu", "sigmoid", "softmax", "softplus", "softshrink", "softsign", "swish",
     "tanh", "tanhshrink", "trelu",
-    "DataLoader", "onecold", "onehotbatch",
+    "DataLoader", "onecold", "onehot", "onehotbatch",
     "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "loadmodel_", "params", "state",
     "gradient", "withgradient",
     "glorot_normal", "glorot_uniform", "identity_init", "kaiming_normal", "kaiming_uniform",
@@ -54,5 +60,10 @@ __all__ = [
     "OAdam", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "WeightDecay",
     "Leaf", "OptState", "setup", "update", "update_",
     "NonFiniteLoss", "train", "train_", "trainstep_",
-    *_layer_names,
+    "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bilinear", "Chain", "Conv",
+    "ConvTranspose", "Dense", "DepthwiseConv", "Dropout", "Embedding", "flatten", "Fn",
+    "GlobalMaxPool", "GlobalMeanPool", "GroupNorm", "GRU", "GRUCell", "GRUv3", "GRUv3Cell",
+    "initialstates", "InstanceNorm", "LayerNorm", "LSTM", "LSTMCell", "make_causal_mask", "Maxout",
+    "MaxPool", "MeanPool", "MultiHeadAttention", "PairwiseFusion", "Parallel", "PixelShuffle",
+    "Recurrence", "RNN", "RNNCell", "SamePad", "Scale", "SkipConnection", "Upsample",
 ]

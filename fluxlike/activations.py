@@ -268,8 +268,8 @@ def logsumexp(x: jax.Array, axis: int | tuple[int, ...] | None = None, keepdims:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fluxlike.activations import logsumexp
-        >>> logsumexp(jnp.zeros((2, 2)))
+        >>> import fluxlike as fl
+        >>> fl.logsumexp(jnp.zeros((2, 2)))
         Array(1.3862944, dtype=float32)
     """
     return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
@@ -289,8 +289,8 @@ def rrelu(x: jax.Array, lo: float = 1 / 8, hi: float = 1 / 3, *, key: Any = None
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fluxlike.activations import rrelu
-        >>> y = rrelu(jnp.full(1000, -10.0), key=0)
+        >>> import fluxlike as fl
+        >>> y = fl.rrelu(jnp.full(1000, -10.0), key=0)
         >>> bool(y.min() >= -10 / 3), bool(y.max() <= -10 / 8)
         (True, True)
     """
@@ -304,8 +304,8 @@ def gelu_erf(x: jax.Array) -> jax.Array:
     """Exact GELU, `0.5x * (1 + erf(x / sqrt(2)))` (NNlib's `gelu_erf`).
 
     Example:
-        >>> from fluxlike.activations import gelu_erf
-        >>> round(float(gelu_erf(1.0)), 4)
+        >>> import fluxlike as fl
+        >>> round(float(fl.gelu_erf(1.0)), 4)
         0.8413
     """
     return jax.nn.gelu(x, approximate=False)
@@ -316,8 +316,8 @@ def hardswish(x: jax.Array) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fluxlike.activations import hardswish
-        >>> hardswish(jnp.array([-4.0, 1.0, 4.0])).round(4)
+        >>> import fluxlike as fl
+        >>> fl.hardswish(jnp.array([-4.0, 1.0, 4.0])).round(4)
         Array([-0.    ,  0.6667,  4.    ], dtype=float32)
     """
     return x * hardsigmoid(x)
@@ -327,8 +327,8 @@ def logcosh(x: jax.Array) -> jax.Array:
     """`log(cosh(x))`, computed stably as `x + softplus(-2x) - log(2)`.
 
     Example:
-        >>> from fluxlike.activations import logcosh
-        >>> round(float(logcosh(100.0)), 4)  # 100 - log(2), no overflow
+        >>> import fluxlike as fl
+        >>> round(float(fl.logcosh(100.0)), 4)  # 100 - log(2), no overflow
         99.3069
     """
     return x + jax.nn.softplus(-2 * x) - math.log(2)
@@ -338,8 +338,8 @@ def lisht(x: jax.Array) -> jax.Array:
     """`x * tanh(x)` (LiSHT).
 
     Example:
-        >>> from fluxlike.activations import lisht
-        >>> round(float(lisht(-1.0)), 4)
+        >>> import fluxlike as fl
+        >>> round(float(fl.lisht(-1.0)), 4)
         0.7616
     """
     return x * jnp.tanh(x)
@@ -349,8 +349,8 @@ def tanhshrink(x: jax.Array) -> jax.Array:
     """`x - tanh(x)`.
 
     Example:
-        >>> from fluxlike.activations import tanhshrink
-        >>> float(tanhshrink(10.0))
+        >>> import fluxlike as fl
+        >>> float(fl.tanhshrink(10.0))
         9.0
     """
     return x - jnp.tanh(x)
@@ -365,8 +365,8 @@ def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fluxlike.activations import softshrink
-        >>> softshrink(jnp.array([-10.0, 0.3, 10.0]))
+        >>> import fluxlike as fl
+        >>> fl.softshrink(jnp.array([-10.0, 0.3, 10.0]))
         Array([-9.5,  0. ,  9.5], dtype=float32)
     """
     return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, jnp.zeros_like(x)))
@@ -381,8 +381,8 @@ def trelu(x: jax.Array, theta: float = 1.0) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fluxlike.activations import trelu
-        >>> trelu(jnp.array([0.5, 1.0, 2.0]))
+        >>> import fluxlike as fl
+        >>> fl.trelu(jnp.array([0.5, 1.0, 2.0]))
         Array([0., 0., 2.], dtype=float32)
     """
     return jnp.where(x > theta, x, jnp.zeros_like(x))

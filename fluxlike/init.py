@@ -139,8 +139,7 @@ def kaiming_uniform(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: f
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import kaiming_uniform
-        >>> w = kaiming_uniform(0, (100, 6))
+        >>> w = fl.kaiming_uniform(0, (100, 6))
         >>> bool(abs(w).max() <= 1.0), bool(abs(w).max() > 0.9)
         (True, True)
     """
@@ -160,8 +159,7 @@ def kaiming_normal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: fl
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import kaiming_normal
-        >>> round(float(kaiming_normal(0, (1000, 200)).std()), 2)  # sqrt(2 / 200)
+        >>> round(float(fl.kaiming_normal(0, (1000, 200)).std()), 2)  # sqrt(2 / 200)
         0.1
     """
     shape = _shape(shape, "kaiming_normal")
@@ -190,8 +188,7 @@ def truncated_normal(
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import truncated_normal
-        >>> w = truncated_normal(0, (10_000,))
+        >>> w = fl.truncated_normal(0, (10_000,))
         >>> bool(w.min() >= -2), bool(w.max() <= 2)
         (True, True)
     """
@@ -223,8 +220,7 @@ def lecun_normal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: floa
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import lecun_normal
-        >>> round(float(lecun_normal(0, (1000, 100)).std()), 2)
+        >>> round(float(fl.lecun_normal(0, (1000, 100)).std()), 2)
         0.1
     """
     shape = _shape(shape, "lecun_normal")
@@ -248,8 +244,8 @@ def orthogonal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: float 
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
-        >>> from fluxlike.init import orthogonal
-        >>> w = orthogonal(0, (5, 7))
+        >>> import fluxlike as fl
+        >>> w = fl.orthogonal(0, (5, 7))
         >>> bool(jnp.allclose(w @ w.T, jnp.eye(5), atol=1e-5))
         True
     """
@@ -283,11 +279,11 @@ def sparse_init(
 
     Example:
         >>> import functools, fluxlike as fl
-        >>> from fluxlike.init import sparse_init
-        >>> w = sparse_init(0, (10, 3), sparsity=0.5)
+        >>> import fluxlike as fl
+        >>> w = fl.sparse_init(0, (10, 3), sparsity=0.5)
         >>> (w == 0).sum(axis=0).tolist()
         [5, 5, 5]
-        >>> fl.Dense(3, 10, init=functools.partial(sparse_init, sparsity=0.5))
+        >>> fl.Dense(3, 10, init=functools.partial(fl.sparse_init, sparsity=0.5))
         Dense(3 => 10)  # 40 parameters
     """
     shape = _shape(shape, "sparse_init")
@@ -328,8 +324,7 @@ def identity_init(
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import identity_init
-        >>> identity_init(None, (2, 3)).tolist()
+        >>> fl.identity_init(None, (2, 3)).tolist()
         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     """
     shape = _shape(shape, "identity_init")
@@ -390,8 +385,7 @@ def rand32(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import rand32
-        >>> w = rand32(0, (1000,))
+        >>> w = fl.rand32(0, (1000,))
         >>> bool(w.min() >= 0), bool(w.max() < 1)
         (True, True)
     """
@@ -408,8 +402,7 @@ def randn32(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
 
     Example:
         >>> import fluxlike as fl
-        >>> from fluxlike.init import randn32
-        >>> randn32(0, (2, 3)).shape
+        >>> fl.randn32(0, (2, 3)).shape
         (2, 3)
     """
     return _normal(key, _shape(shape, "randn32"), dtype)

@@ -137,8 +137,8 @@ def mae(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
-      >>> print(losses.mae(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4)))
+      >>> import fluxlike as fl
+      >>> print(fl.losses.mae(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4)))
       0.1
     """
     y_hat, y = _prepare("mae", y_hat, y, agg)
@@ -160,10 +160,10 @@ def mse(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
-      >>> print(losses.mse(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4)))
+      >>> import fluxlike as fl
+      >>> print(fl.losses.mse(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4)))
       0.01
-      >>> losses.mse(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4), agg=None).shape
+      >>> fl.losses.mse(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4), agg=None).shape
       (3,)
     """
     y_hat, y = _prepare("mse", y_hat, y, agg)
@@ -190,10 +190,10 @@ def msle(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
-      >>> print(losses.msle(jnp.array([1.1, 2.2, 3.3]), jnp.arange(1, 4)))
+      >>> import fluxlike as fl
+      >>> print(fl.losses.msle(jnp.array([1.1, 2.2, 3.3]), jnp.arange(1, 4)))
       0.0090840
-      >>> print(losses.msle(jnp.array([0.9, 1.8, 2.7]), jnp.arange(1, 4)))
+      >>> print(fl.losses.msle(jnp.array([0.9, 1.8, 2.7]), jnp.arange(1, 4)))
       0.0111008
     """
     y_hat, y = _prepare("msle", y_hat, y, agg)
@@ -219,11 +219,11 @@ def huber_loss(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat = jnp.array([1.1, 2.1, 3.1])
-      >>> print(losses.huber_loss(y_hat, jnp.arange(1, 4)))  # delta = 1 > |d|
+      >>> print(fl.losses.huber_loss(y_hat, jnp.arange(1, 4)))  # delta = 1 > |d|
       0.005
-      >>> print(losses.huber_loss(y_hat, jnp.arange(1, 4), delta=0.05))  # |d| > delta
+      >>> print(fl.losses.huber_loss(y_hat, jnp.arange(1, 4), delta=0.05))  # |d| > delta
       0.00375
     """
     y_hat, y = _prepare("huber_loss", y_hat, y, agg)
@@ -245,11 +245,11 @@ def label_smoothing(y: ArrayLike, alpha: float, *, axis: int | None = -1) -> jax
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y = jnp.array([[0, 1], [0, 1], [1, 0]])
-      >>> losses.label_smoothing(y, 0.2).tolist()
+      >>> fl.losses.label_smoothing(y, 0.2).tolist()
       [[0.1, 0.9], [0.1, 0.9], [0.9, 0.1]]
-      >>> losses.label_smoothing(jnp.array([1.0, 0.0]), 0.2, axis=None).tolist()
+      >>> fl.losses.label_smoothing(jnp.array([1.0, 0.0]), 0.2, axis=None).tolist()
       [0.9, 0.1]
     """
     a = _concrete(alpha)
@@ -288,12 +288,12 @@ def crossentropy(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y = jax.nn.one_hot(jnp.array([0, 1, 2, 1, 0]), 3)
       >>> y_hat = jax.nn.softmax(jnp.arange(-7.0, 8.0).reshape(5, 3))
-      >>> print(losses.crossentropy(y_hat, y))
+      >>> print(fl.losses.crossentropy(y_hat, y))
       1.6076053
-      >>> print(losses.crossentropy(y_hat, losses.label_smoothing(y, 0.15)))
+      >>> print(fl.losses.crossentropy(y_hat, fl.losses.label_smoothing(y, 0.15)))
       1.5776052
     """
     y_hat, y = _prepare("crossentropy", y_hat, y, agg)
@@ -320,10 +320,10 @@ def logitcrossentropy(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y = jax.nn.one_hot(jnp.array([0, 1, 2, 0, 1, 0, 0]), 3)
       >>> y_hat = jnp.concatenate([jnp.arange(-9.0, 1), jnp.arange(0.0, 10), jnp.array([7.5])])
-      >>> print(losses.logitcrossentropy(y_hat.reshape(7, 3), y))
+      >>> print(fl.losses.logitcrossentropy(y_hat.reshape(7, 3), y))
       1.5791205
     """
     y_hat, y = _prepare("logitcrossentropy", y_hat, y, agg)
@@ -351,9 +351,9 @@ def binarycrossentropy(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat = jnp.array([0.731059, 0.5, 0.731059])
-      >>> print(losses.binarycrossentropy(y_hat, jnp.array([1, 0, 1])))
+      >>> print(fl.losses.binarycrossentropy(y_hat, jnp.array([1, 0, 1])))
       0.43989
     """
     y_hat, y = _prepare("binarycrossentropy", y_hat, y, agg)
@@ -377,9 +377,9 @@ def logitbinarycrossentropy(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.me
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat = jnp.array([2.0, -1.0, jnp.pi])
-      >>> print(losses.logitbinarycrossentropy(y_hat, jnp.array([1, 0, 1])))
+      >>> print(fl.losses.logitbinarycrossentropy(y_hat, jnp.array([1, 0, 1])))
       0.160832
     """
     y_hat, y = _prepare("logitbinarycrossentropy", y_hat, y, agg)
@@ -414,11 +414,11 @@ def kldivergence(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> p1, p2 = jnp.eye(2), jnp.full((2, 2), 0.5)
-      >>> print(losses.kldivergence(p2, p1))  # log(2)
+      >>> print(fl.losses.kldivergence(p2, p1))  # log(2)
       0.6931...
-      >>> print(losses.kldivergence(p1, p2, eps=0))
+      >>> print(fl.losses.kldivergence(p1, p2, eps=0))
       inf
     """
     y_hat, y = _prepare("kldivergence", y_hat, y, agg)
@@ -444,8 +444,8 @@ def poisson_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
-      >>> print(losses.poisson_loss(jnp.array([1.0, 3.0, 3.0]), jnp.arange(1, 4)))
+      >>> import fluxlike as fl
+      >>> print(fl.losses.poisson_loss(jnp.array([1.0, 3.0, 3.0]), jnp.arange(1, 4)))
       0.5023129
     """
     y_hat, y = _prepare("poisson_loss", y_hat, y, agg)
@@ -467,9 +467,9 @@ def hinge_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Ar
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat, y = jnp.array([0.1, 0.3, 1.0, 1.5]), jnp.array([1, -1, 1, 1])
-      >>> print(losses.hinge_loss(y_hat, y))
+      >>> print(fl.losses.hinge_loss(y_hat, y))
       0.55
     """
     y_hat, y = _prepare("hinge_loss", y_hat, y, agg)
@@ -491,9 +491,9 @@ def squared_hinge_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat, y = jnp.array([0.1, 0.3, 1.0, 1.5]), jnp.array([1, -1, 1, 1])
-      >>> print(losses.squared_hinge_loss(y_hat, y))
+      >>> print(fl.losses.squared_hinge_loss(y_hat, y))
       0.625
     """
     y_hat, y = _prepare("squared_hinge_loss", y_hat, y, agg)
@@ -520,8 +520,8 @@ def dice_coeff_loss(y_hat: ArrayLike, y: ArrayLike, *, smooth: float = 1.0) -> j
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
-      >>> print(losses.dice_coeff_loss(jnp.array([1.1, 2.1, 3.1]), jnp.arange(1, 4)))
+      >>> import fluxlike as fl
+      >>> print(fl.losses.dice_coeff_loss(jnp.array([1.1, 2.1, 3.1]), jnp.arange(1, 4)))
       0.00099
     """
     y_hat, y = _prepare("dice_coeff_loss", y_hat, y, None)
@@ -553,11 +553,11 @@ def tversky_loss(y_hat: ArrayLike, y: ArrayLike, *, beta: float = 0.7) -> jax.Ar
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y = jnp.array([1.0, 1.0, 0.0, 0.0])
-      >>> print(losses.tversky_loss(jnp.array([1.0, 0.0, 0.0, 0.0]), y))  # a false negative
+      >>> print(fl.losses.tversky_loss(jnp.array([1.0, 0.0, 0.0, 0.0]), y))  # a false negative
       0.2592593
-      >>> print(losses.tversky_loss(jnp.array([1.0, 1.0, 1.0, 0.0]), y))  # a false positive
+      >>> print(fl.losses.tversky_loss(jnp.array([1.0, 1.0, 1.0, 0.0]), y))  # a false positive
       0.0909091
     """
     y_hat, y = _prepare("tversky_loss", y_hat, y, None)
@@ -598,10 +598,10 @@ def binary_focal_loss(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y = jnp.array([[0, 1], [1, 0], [0, 1]])
       >>> y_hat = jnp.array([[0.268941, 0.731059], [0.5, 0.5], [0.268941, 0.731059]])
-      >>> print(losses.binary_focal_loss(y_hat, y))
+      >>> print(fl.losses.binary_focal_loss(y_hat, y))
       0.0728675...
     """
     y_hat, y = _prepare("binary_focal_loss", y_hat, y, agg)
@@ -637,10 +637,10 @@ def focal_loss(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y = jax.nn.one_hot(jnp.array([0, 1, 2, 1, 0]), 3)
       >>> y_hat = jax.nn.softmax(jnp.arange(-7.0, 8.0).reshape(5, 3))
-      >>> print(losses.focal_loss(y_hat, y))
+      >>> print(fl.losses.focal_loss(y_hat, y))
       1.12776
     """
     y_hat, y = _prepare("focal_loss", y_hat, y, agg)
@@ -665,11 +665,11 @@ def siamese_contrastive_loss(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat = jnp.array([0.5, 1.5, 2.5])
-      >>> print(losses.siamese_contrastive_loss(y_hat, jnp.arange(1, 4)))
+      >>> print(fl.losses.siamese_contrastive_loss(y_hat, jnp.arange(1, 4)))
       -4.8333335
-      >>> print(losses.siamese_contrastive_loss(y_hat, jnp.arange(1, 4), margin=2))
+      >>> print(fl.losses.siamese_contrastive_loss(y_hat, jnp.arange(1, 4), margin=2))
       -4.0
     """
     y_hat, y = _prepare("siamese_contrastive_loss", y_hat, y, agg)
@@ -789,11 +789,11 @@ def ctc_loss(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from fluxlike import losses
+      >>> import fluxlike as fl
       >>> y_hat = jnp.array([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 1.0, 2.0]])
-      >>> print(losses.ctc_loss(y_hat, [0, 1]))  # blank is class 2
+      >>> print(fl.losses.ctc_loss(y_hat, [0, 1]))  # blank is class 2
       3.6990738
-      >>> print(losses.ctc_loss(jnp.stack([y_hat, y_hat]), [[0, 1], [1]], agg=None))
+      >>> print(fl.losses.ctc_loss(jnp.stack([y_hat, y_hat]), [[0, 1], [1]], agg=None))
       [3.6990738 2.2338948]
     """
     _check_agg("ctc_loss", agg)

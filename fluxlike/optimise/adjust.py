@@ -194,12 +194,12 @@ def learning_rate(tree: Any) -> float:
 
     Example:
         >>> import jax.numpy as jnp, optax, fluxlike as fl
-        >>> from fluxlike.optimise.adjust import learning_rate
+        >>> import fluxlike as fl
         >>> model = {"w": jnp.zeros(2)}
         >>> state = fl.setup(fl.Adam(optax.linear_schedule(0.1, 0.0, 10)), model)
         >>> for _ in range(5):
         ...     state, model = fl.update(state, model, {"w": jnp.ones(2)})
-        >>> learning_rate(state)
+        >>> fl.learning_rate(state)
         0.05
     """
     fn = "learning_rate"
