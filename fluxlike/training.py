@@ -23,7 +23,7 @@ import numpy as np
 
 from ._tree import tracing
 from .gradient import withgradient
-from .module import set_leaves_
+from ._walk import set_leaves_
 from .optimise.rule import select
 from .optimise.state import OptState, _check_state, _make, _update, assign_
 
