@@ -7,7 +7,7 @@
 """
 
 from . import losses
-from ._tree import seed
+from ._keys import seed
 from .activations import (
     celu, elu, gelu, gelu_erf, hardsigmoid, hardswish, hardtanh, identity, leakyrelu, lisht,
     logcosh, logsigmoid, logsoftmax, logsumexp, mish, relu, relu6, rrelu, selu, sigmoid, softmax,
@@ -28,7 +28,8 @@ from .layers import (
     PairwiseFusion, Parallel, PixelShuffle, Recurrence, RNN, RNNCell, SamePad, Scale,
     SkipConnection, Upsample,
 )
-from .module import Module, field, is_training, modules, testmode_, trainmode_
+from ._walk import modules, testmode_, trainmode_
+from .module import Module, field, is_training
 from .optimise.adjust import adjust, adjust_, freeze, freeze_, learning_rate, thaw, thaw_
 from .optimise.rule import Rule
 from .optimise.rules import (

@@ -1,12 +1,111 @@
 """Flux-style printing of models: one line for small models, and Flux's
-multi-line form (one layer a line, parameter counts, a total) for larger ones."""
+multi-line form (one layer a line, parameter counts, a total) for larger ones.
+
+This file sits below `module.py` (it imports only `_tree`), so that
+`Module.__repr__` can call `show` with a plain top-level import and no import
+cycle. It therefore never names `Module`: it prints any object that has the
+layer hooks documented on `Module` (the `Layer` protocol below), and counts
+parameters from the per-class field tables `_fields` and `_state_fields`
+that `Module.__init_subclass__` builds.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
-from ._tree import format_bytes, underscorise
-from .module import Module, count_params, nbytes
+import jax
+import numpy as np
+
+from ._tree import is_array, is_float
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """What printing needs of a layer: the hooks every `fl.Module` has."""
+
+    _fields: ClassVar[tuple[str, ...]]
+    _state_fields: ClassVar[frozenset[str]]
+
+    def _repr_head(self) -> str: ...
+
+    def _children(self) -> list | None: ...
+
+
+class Counts(NamedTuple):
+    """Array and element counts of a model, split into trainable and other."""
+
+    arrays: int
+    params: int
+    other_arrays: int
+    other_params: int
+
+
+def count_params(tree: Any) -> Counts:
+    """Count the arrays of `tree`: trainable ones are floating arrays outside
+    `fl.field(trainable=False)` fields (the rule of `fl.params` and
+    `fl.gradient`), the rest are "other".
+
+    Example:
+        >>> import fluxlike as fl
+        >>> count_params(fl.BatchNorm(3))
+        Counts(arrays=2, params=6, other_arrays=2, other_params=6)
+    """
+    out = [0, 0, 0, 0]
+    _count_into(tree, True, out)
+    return Counts(*out)
+
+
+def _count_into(tree: Any, trainable: bool, out: list[int]) -> None:
+    if isinstance(tree, Layer):
+        d, state = tree.__dict__, type(tree)._state_fields
+        for name in type(tree)._fields:
+            _count_into(d[name], trainable and name not in state, out)
+        return
+    for leaf in jax.tree.leaves(tree, is_leaf=lambda x: x is not tree and isinstance(x, Layer)):
+        if isinstance(leaf, Layer):
+            _count_into(leaf, trainable, out)
+        else:
+            i = 0 if trainable and is_float(leaf) else 2
+            out[i] += 1
+            out[i + 1] += int(np.prod(np.shape(leaf)))
+
+
+def nbytes(tree: Any) -> int:
+    """Bytes held by the arrays of `tree`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> nbytes({"a": jnp.zeros(3), "b": jnp.zeros(2, jnp.int8)})
+        14
+    """
+    return sum(int(np.prod(l.shape)) * l.dtype.itemsize for l in jax.tree.leaves(tree) if is_array(l))
+
+
+def underscorise(n: int) -> str:
+    """`25450` -> `"25_450"`, as Flux prints parameter counts.
+
+    Example:
+        >>> underscorise(25450)
+        '25_450'
+    """
+    return f"{n:_}"
+
+
+def format_bytes(n: int) -> str:
+    """Julia's `Base.format_bytes`.
+
+    Example:
+        >>> format_bytes(101800), format_bytes(12)
+        ('99.414 KiB', '12 bytes')
+    """
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    x = float(n)
+    while x >= 1024 and i < len(units) - 1:
+        x /= 1024
+        i += 1
+    return f"{n} bytes" if i == 0 else f"{x:.3f} {units[i]}"
+
 
 _ONE_LINE = 80
 
@@ -23,7 +122,7 @@ def _counts_comment(layer: Any, top: bool) -> str:
 
 def one_line(layer: Any) -> str:
     """`Chain(Dense(2 => 3, relu), Dense(3 => 1))` with no counts."""
-    if isinstance(layer, Module):
+    if isinstance(layer, Layer):
         kids = layer._children()
         if kids is None:
             return layer._repr_head()
@@ -37,14 +136,14 @@ def one_line(layer: Any) -> str:
     return repr(layer)
 
 
-def _nested(layer: Module) -> bool:
+def _nested(layer: Layer) -> bool:
     kids = layer._children()
     return kids is not None and any(
-        isinstance(v, Module) and v._children() is not None for _, v in kids
+        isinstance(v, Layer) and v._children() is not None for _, v in kids
     )
 
 
-def show(layer: Module) -> str:
+def show(layer: Layer) -> str:
     """The repr of a Module: one line when short and flat, else `big_show`."""
     line = one_line(layer)
     comment = _counts_comment(layer, True)
@@ -53,7 +152,7 @@ def show(layer: Module) -> str:
     return big_show(layer)
 
 
-def big_show(layer: Module) -> str:
+def big_show(layer: Layer) -> str:
     """Flux's REPL display: one layer a line with its parameter count, then a total.
 
     Example:
@@ -71,7 +170,7 @@ def big_show(layer: Module) -> str:
 
 def _big(layer: Any, indent: int, name: str | None, out: list[str]) -> None:
     prefix = "" if name is None else f"{name} = "
-    kids = layer._children() if isinstance(layer, Module) else None
+    kids = layer._children() if isinstance(layer, Layer) else None
     if kids is None:
         s = prefix + one_line(layer)
         line = " " * indent + s + ("" if indent == 0 else ",")
@@ -91,7 +190,7 @@ def _big(layer: Any, indent: int, name: str | None, out: list[str]) -> None:
         out.append(" " * indent + "),")
 
 
-def _finale(layer: Module) -> str:
+def _finale(layer: Layer) -> str:
     na, npar, no, nother = count_params(layer)
     size = format_bytes(nbytes(layer))
     if no:
@@ -103,4 +202,4 @@ def _finale(layer: Module) -> str:
     return f"{' ' * 18}# Total: {na} arrays, {underscorise(npar)} parameters, {size}."
 
 
-__all__ = ["show", "big_show", "one_line"]
+__all__ = ["Layer", "Counts", "count_params", "nbytes", "underscorise", "format_bytes", "show", "big_show", "one_line"]

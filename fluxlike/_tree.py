@@ -1,7 +1,8 @@
-"""Tree utilities shared by the whole package: tracing checks, formatting of
-paths and sizes, and the key stream.
+"""The bottom of the package: asking whether JAX is tracing, classifying
+pytree leaves, and formatting key paths.
 
-Nothing here knows about layers or optimisers.
+Nothing here knows about layers or optimisers, and this file imports nothing
+from fluxlike.
 """
 
 from __future__ import annotations
@@ -56,81 +57,3 @@ def keystr(path: tuple) -> str:
         else:
             out.append(str(k))
     return "".join(out)
-
-
-def underscorise(n: int) -> str:
-    """`25450` -> `"25_450"`, as Flux prints parameter counts."""
-    return f"{n:_}"
-
-
-def format_bytes(n: int) -> str:
-    """Julia's `Base.format_bytes`: `101800` -> `"99.414 KiB"`."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    i = 0
-    x = float(n)
-    while x >= 1024 and i < len(units) - 1:
-        x /= 1024
-        i += 1
-    return f"{n} bytes" if i == 0 else f"{x:.3f} {units[i]}"
-
-
-# ---------------------------------------------------------------------------
-# The key stream: layers take `key=` (a PRNG key or an int) or draw from here.
-
-_DEFAULT_SEED = 0
-
-
-class _KeyStream:
-    def __init__(self, seed: int) -> None:
-        self.reset(seed)
-
-    def reset(self, seed: int) -> None:
-        self._key = jax.random.PRNGKey(seed)
-
-    def next(self) -> jax.Array:
-        if tracing():
-            raise RuntimeError(
-                "fluxlike's default key stream was used while JAX is tracing "
-                "(inside jax.jit, grad or vmap): the key would be baked into the "
-                "compiled program. Build layers outside the traced function, or "
-                "pass `key=` explicitly."
-            )
-        self._key, sub = jax.random.split(self._key)
-        return sub
-
-
-_STREAM = _KeyStream(_DEFAULT_SEED)
-
-
-def seed(n: int) -> None:
-    """Reseed fluxlike's default key stream, so that layers built without
-    `key=` are reproducible.
-
-    Example:
-        >>> import fluxlike as fl
-        >>> fl.seed(1); a = fl.Dense(2, 3).weight
-        >>> fl.seed(1); b = fl.Dense(2, 3).weight
-        >>> bool((a == b).all())
-        True
-    """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
-        raise TypeError(f"seed: expected an int, got {type(n).__name__} {n!r}")
-    _STREAM.reset(int(n))
-
-
-def as_key(key: Any) -> jax.Array:
-    """A PRNG key from `key`: None draws from the stream, an int seeds one,
-    a key array is used as it is."""
-    if key is None:
-        return _STREAM.next()
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    if is_array(key):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return jax.random.key_data(key)
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return jnp.asarray(key)
-    raise TypeError(
-        f"key must be None, an int or a PRNG key (jax.random.PRNGKey(n) or "
-        f"jax.random.key(n)), got {type(key).__name__} {key!r}"
-    )

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._tree import as_key
+from ._keys import as_key
 
 __all__ = [
     "identity", "relu", "sigmoid", "tanh", "softmax", "logsoftmax", "logsumexp", "leakyrelu",

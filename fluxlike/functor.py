@@ -3,6 +3,7 @@ device moves, `state` and `loadmodel_`."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._tree import is_array, is_float, keystr
-from .module import set_leaves_, trainable_mask
+from ._walk import set_leaves_, trainable_mask
 
 __all__ = ["params", "fmap", "destructure", "f16", "f32", "f64", "cpu", "gpu", "state", "loadmodel_"]
 
@@ -149,8 +150,6 @@ def gpu(model: Any) -> Any:
     """
     dev = jax.devices()[0]
     if dev.platform == "cpu":
-        import warnings
-
         warnings.warn("gpu: no GPU or TPU found; the model stays on the CPU", stacklevel=2)
     return jax.device_put(model, dev)
 

@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from .module import Module, _train_context, set_leaves_, trainable_mask
+from ._walk import set_leaves_, trainable_mask
+from .module import Module, _train_context
 
 __all__ = ["gradient", "withgradient"]
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._tree import as_key
+from ._keys import as_key
 
 __all__ = [
     "nfan", "glorot_uniform", "glorot_normal", "kaiming_uniform", "kaiming_normal",

@@ -17,11 +17,11 @@ import functools
 from typing import Any, ClassVar, Iterator
 
 import jax
-import numpy as np
 
-from ._tree import _EVAL_TRACE, _TRACE_CTX, Tracer, is_array, is_float, keystr, tracing
+from ._show import big_show, show
+from ._tree import _EVAL_TRACE, _TRACE_CTX, Tracer, is_array, keystr, tracing
 
-__all__ = ["Module", "field", "trainmode_", "testmode_", "modules", "is_training"]
+__all__ = ["Module", "field", "is_training"]
 
 
 class _Field:
@@ -118,6 +118,68 @@ class Module:
         [Array([2., 2.], dtype=float32)]
         >>> fl.gradient(lambda m: m(jnp.array([1.0, 3.0])).sum(), m)[0].w
         Array([1., 3.], dtype=float32)
+
+    **Field kinds** (`fl.field`), declared in the class body:
+
+    - `w: jax.Array`: trainable data, an array, a sublayer, or a tuple, list
+      or dict of them. `fl.gradient` differentiates its floating arrays and
+      optimisers update them.
+    - `n: jax.Array = fl.field(trainable=False)`: state, arrays that are
+      not parameters (running statistics, a PRNG key). Gradients hold None
+      there, optimisers skip them, `fl.state` and `fl.loadmodel_` include them.
+    - `k: int = fl.field(static=True)`: configuration (sizes, functions,
+      flags), kept in the pytree's static part; it must be hashable, and a
+      jitted function retraces when it changes.
+
+    Every field must be set by `__init__` (or have a `default=`); setting an
+    undeclared attribute raises. The class keeps its field tables in
+    `_fields` (data fields, in flatten order), `_static` and `_state_fields`;
+    walkers and the printer read them, do not assign them.
+
+    **Train/test mode.** A layer whose behaviour differs in training
+    declares a static field `active: bool | None = fl.field(static=True)`
+    and sets it from an `active=None` argument. `None` means automatic
+    mode: train inside `fl.gradient`, test outside; True or False force a
+    mode, and `fl.trainmode_`/`fl.testmode_` set it on every layer that has
+    the field. In `__call__`, ask `fl.is_training(self)`.
+
+    **Updating state in train mode.** `__call__` assigns the new value to a
+    state field (`self.n = self.n + 1`, `self.key = new_key`). Inside
+    `fl.gradient` the layer is a copy being traced; the new state is
+    carried out of the differentiated call and written into the model that
+    was passed in. Outside it (test mode) a layer should leave its state alone.
+
+    **Printing hooks**, for `repr` and `print` (Flux's display):
+
+    - `_repr_head() -> str`: the layer alone on one line, e.g.
+      `Dense(2 => 3, relu)`. The default shows the static fields (without
+      `active`, shown only when forced). A container returns a head with the
+      placeholder `(…)`, which the printer replaces by its children.
+    - `_children() -> list[tuple[key, layer]] | None`: None for a leaf layer
+      (the default); a container returns its sublayers as `(key, layer)`
+      pairs, printed one a line, `key = ` shown when it is a str.
+
+    Example (a layer with state, a mode and its own head):
+        >>> class Counter(fl.Module):
+        ...     w: jax.Array
+        ...     n: jax.Array = fl.field(trainable=False)
+        ...     active: bool | None = fl.field(static=True)
+        ...     def __init__(self, active=None):
+        ...         self.w = jnp.ones(2)
+        ...         self.n = jnp.zeros((), jnp.int32)
+        ...         self.active = active
+        ...     def __call__(self, x):
+        ...         if fl.is_training(self):
+        ...             self.n = self.n + 1  # state updated in train mode
+        ...         return self.w * x
+        ...     def _repr_head(self):
+        ...         return "Counter()"
+        >>> c = Counter()
+        >>> _ = fl.gradient(lambda c: c(jnp.ones(2)).sum(), c)
+        >>> int(c.n), int(fl.testmode_(c)(jnp.ones(2)).sum()), int(c.n)
+        (1, 2, 1)
+        >>> c
+        Counter()  # 2 parameters, plus 1 non-trainable
     """
 
     # filled in per subclass by __init_subclass__
@@ -232,19 +294,22 @@ class Module:
         parts = [f"{k}={self.__dict__[k]!r}" for k in cls._static if k != "active"]
         return f"{cls.__name__}({', '.join(parts)}{_mode_str(self, bool(parts))})"
 
-    def _children(self) -> list[Module] | None:
-        """Sublayers to print one per line in the multi-line form, or None for a leaf layer."""
+    def _children(self) -> list[tuple[Any, Module]] | None:
+        """Sublayers as `(key, layer)` pairs to print one a line in the
+        multi-line form, or None for a leaf layer."""
         return None
 
     def __repr__(self) -> str:
-        from ._show import show
+        """One line for a small model, else Flux's multi-line display.
 
+        The printer lives in `_show.py`, below this file: it reads only the
+        hooks `_repr_head`, `_children` and the field tables, so it needs no
+        import of `Module` and there is no import cycle.
+        """
         return show(self)
 
     def __str__(self) -> str:
         """`print(model)`: Flux's REPL display, multi-line for containers."""
-        from ._show import big_show
-
         return big_show(self) if self._children() is not None else repr(self)
 
 
@@ -306,164 +371,3 @@ def _register(cls: type[Module]) -> None:
         return tuple(zip(keys, children)), aux
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, env["unflatten"], flatten)
-
-
-# ---------------------------------------------------------------------------
-# walking a model
-
-
-def _is_module(x: Any) -> bool:
-    return isinstance(x, Module)
-
-
-def modules(tree: Any) -> Iterator[Module]:
-    """Every Module in `tree`, parents before children.
-
-    Example:
-        >>> import fluxlike as fl
-        >>> [type(m).__name__ for m in fl.modules(fl.Chain(fl.Dense(1, 2), fl.Dense(2, 1)))]
-        ['Chain', 'Dense', 'Dense']
-    """
-    if isinstance(tree, Module):
-        yield tree
-        for name in type(tree)._fields:
-            yield from modules(tree.__dict__[name])
-    else:
-        for node in jax.tree.leaves(tree, is_leaf=_is_module):
-            if isinstance(node, Module):
-                yield from modules(node)
-
-
-def trainable_mask(tree: Any) -> list[bool]:
-    """One flag per leaf of `tree` (in `jax.tree.leaves` order): True where the
-    leaf is a trainable floating array (inside a Module: a field not marked
-    `trainable=False`)."""
-    out: list[bool] = []
-    _mask_into(tree, True, out)
-    return out
-
-
-def _mask_into(tree: Any, flag: bool, out: list[bool]) -> None:
-    if isinstance(tree, Module):
-        d, state = tree.__dict__, type(tree)._state_fields
-        for name in type(tree)._fields:
-            _mask_into(d[name], flag and name not in state, out)
-    elif is_array(tree) or isinstance(tree, Tracer):
-        out.append(flag and is_float(tree))
-    else:
-        keys, children, _ = level(tree)
-        if keys is None:  # a leaf that is not an array: a Python number, ...
-            out.append(flag and isinstance(tree, (float, complex)))
-        for child in children:
-            _mask_into(child, flag, out)
-
-
-def level(tree: Any) -> tuple[list | None, list, Any]:
-    """One level of a container that is not a Module: (keys, children,
-    treedef); keys is None when `tree` is itself a leaf."""
-    pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is not tree)
-    if len(pairs) == 1 and pairs[0][0] == ():
-        return None, [], treedef
-    return [p[0] for p, _ in pairs], [c for _, c in pairs], treedef
-
-
-def set_leaves_(tree: Any, leaves: list[Any]) -> Any:
-    """Rebind, in place, the arrays of `tree` to `leaves` (in `jax.tree.leaves`
-    order): Module fields, dict and list entries change in place; tuples are
-    rebuilt. Returns the tree (the same object unless it is a tuple or an array)."""
-    it = iter(leaves)
-    out = _set_into(tree, it)
-    if next(it, _MISSING) is not _MISSING:
-        raise ValueError("set_leaves_: more leaves than the tree has")
-    return out
-
-
-def _set_into(tree: Any, it: Iterator[Any]) -> Any:
-    if isinstance(tree, Module):
-        d = tree.__dict__
-        for name in type(tree)._fields:
-            old = d[name]
-            new = _set_into(old, it)
-            if new is not old:
-                tree.__setattr__(name, new)
-        return tree
-    if is_array(tree) or isinstance(tree, Tracer):
-        return next(it)
-    if type(tree) is dict:  # mutable containers change in place
-        for k in sorted(tree):
-            tree[k] = _set_into(tree[k], it)
-        return tree
-    if type(tree) is list:
-        for i, v in enumerate(tree):
-            tree[i] = _set_into(v, it)
-        return tree
-    keys, children, treedef = level(tree)
-    if keys is None:
-        return next(it)
-    if not children:
-        return tree
-    new = [_set_into(c, it) for c in children]
-    if all(a is b for a, b in zip(new, children)):
-        return tree
-    return jax.tree.unflatten(treedef, new)
-
-
-def _set_mode(tree: Any, value: bool | None, fn: str) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise TypeError(f"{fn}: mode must be True, False or None (automatic), got {value!r}")
-    for m in modules(tree):
-        if "active" in type(m)._static:
-            m.__setattr__("active", value)
-
-
-def trainmode_(model: Any, mode: bool | None = True) -> Any:
-    """Force train mode on every layer of `model` that has one (Dropout,
-    BatchNorm, ...); `mode=None` restores automatic mode, `False` forces test mode.
-
-    Returns `model`, changed in place. The mode is static configuration:
-    a jitted function retraces once for each mode it sees.
-
-    Example:
-        >>> import fluxlike as fl
-        >>> net = fl.Chain(fl.Dense(2, 2), fl.Dropout(0.5))
-        >>> fl.trainmode_(net)[1]
-        Dropout(0.5, active=True)
-        >>> fl.trainmode_(net, None)[1]
-        Dropout(0.5)
-    """
-    _set_mode(model, mode, "trainmode_")
-    return model
-
-
-def testmode_(model: Any, mode: bool | None = True) -> Any:
-    """Force test mode on every layer of `model` that has one; `mode=None`
-    restores automatic mode (train inside `fl.gradient`, test outside),
-    `False` forces train mode. Returns `model`, changed in place.
-
-    Example:
-        >>> import fluxlike as fl
-        >>> net = fl.Chain(fl.Dense(2, 2), fl.Dropout(0.5))
-        >>> fl.testmode_(net)[1]
-        Dropout(0.5, active=False)
-        >>> fl.testmode_(net, None)[1]
-        Dropout(0.5)
-    """
-    _set_mode(model, None if mode is None else not mode, "testmode_")
-    return model
-
-
-def count_params(tree: Any) -> tuple[int, int, int, int]:
-    """(trainable arrays, trainable parameters, other arrays, other elements)."""
-    leaves = jax.tree.leaves(tree)
-    mask = trainable_mask(tree)
-    na = sum(mask)
-    npar = sum(int(np.prod(l.shape)) for l, m in zip(leaves, mask) if m)
-    no = len(leaves) - na
-    nother = sum(int(np.prod(l.shape)) for l, m in zip(leaves, mask) if not m)
-    return na, npar, no, nother
-
-
-def nbytes(tree: Any) -> int:
-    """Bytes held by the arrays of `tree`."""
-    return sum(int(np.prod(l.shape)) * l.dtype.itemsize for l in jax.tree.leaves(tree))
-

@@ -19,7 +19,7 @@ import numpy as np
 from ._epoch import NonFiniteLoss, run_epoch
 from ._step import check_call, splat, steps_for
 from ._tree import tracing
-from .module import set_leaves_
+from ._walk import set_leaves_
 from .optimise.state import OptState, _check_state, _make, assign_
 
 __all__ = ["train_", "train", "trainstep_", "NonFiniteLoss"]

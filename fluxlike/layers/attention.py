@@ -9,7 +9,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from .._tree import Tracer, as_key, is_array
+from .._keys import as_key
+from .._tree import Tracer, is_array
 from ..init import glorot_uniform
 from ..module import Module, field
 from .dense import Dense

@@ -17,7 +17,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from .._tree import Tracer, as_key, is_array
+from .._keys import as_key
+from .._tree import Tracer, is_array
 from ..activations import identity
 from ..init import glorot_uniform, ones32, randn32, zeros32
 from ..module import Module, field

@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._tree import as_key, is_array
+from .._keys import as_key
+from .._tree import is_array
 from ..activations import identity
 from ..init import glorot_uniform, zeros32
 from ..module import Module, field

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._tree import as_key
+from .._keys import as_key
 from ..module import Module, field, is_training
 
 __all__ = ["Dropout", "AlphaDropout"]

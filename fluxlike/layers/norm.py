@@ -15,7 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from .._tree import as_key
+from .._keys import as_key
 from ..activations import identity
 from ..init import ones32, zeros32
 from ..module import Module, field, is_training

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from .._tree import as_key
+from .._keys import as_key
 from ..activations import sigmoid, tanh
 from ..init import glorot_uniform
 from ..module import Module, field

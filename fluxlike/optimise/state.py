@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._tree import is_array, keystr, tracing
-from ..module import Module, level, set_leaves_, trainable_mask
+from .._walk import level, set_leaves_, trainable_mask
+from ..module import Module
 from .optax_rule import describe, leaf_state, setup_optax, update_optax
 from .rule import Ctx, HVec, Rule, select
 
