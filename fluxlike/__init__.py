@@ -31,7 +31,7 @@ from .layers import (
 from ._walk import modules, testmode_, trainmode_
 from .module import Module, field, is_training
 from .optimise.adjust import adjust, adjust_, freeze, freeze_, learning_rate, thaw, thaw_
-from .optimise.rule import Rule
+from .optimise.rule import Rule, RuleState
 from .optimise.rules import (
     AdaBelief, AdaDelta, AdaGrad, AdaMax, Adam, AdamW, AMSGrad, Descent, Lion, Momentum, NAdam,
     Nesterov, OAdam, RAdam, RMSProp, Rprop,
@@ -56,7 +56,7 @@ __all__ = [
     "truncated_normal", "zeros32",
     "Module", "field", "is_training", "modules", "testmode_", "trainmode_",
     "adjust", "adjust_", "freeze", "freeze_", "learning_rate", "thaw", "thaw_",
-    "Rule", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW", "AMSGrad",
+    "Rule", "RuleState", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW", "AMSGrad",
     "ClipGlobalNorm", "ClipGrad", "ClipNorm", "Descent", "Lion", "Momentum", "NAdam", "Nesterov",
     "OAdam", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "WeightDecay",
     "Leaf", "OptState", "setup", "update", "update_",

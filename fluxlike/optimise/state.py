@@ -337,6 +337,11 @@ def setup(rule: Any, model: Any) -> OptState:
         >>> opt_state.layers[1].bias
         Leaf(Descent(eta=0.01), state=())
     """
+    if isinstance(rule, type) and issubclass(rule, Rule):
+        raise TypeError(
+            f"setup: fl.{rule.__name__} is a rule class; pass fl.{rule.__name__}() (an instance), "
+            f"e.g. fl.setup(fl.{rule.__name__}(), model)"
+        )
     if not isinstance(rule, Rule) and not _is_optax(rule):
         raise TypeError(
             f"setup: expected a fluxlike rule such as fl.Adam() or an optax GradientTransformation, got {rule!r}"

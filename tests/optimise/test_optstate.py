@@ -211,3 +211,5 @@ def test_update_errors():
         jax.jit(lambda m: fl.setup(fl.Adam(), m))(model)
     with pytest.raises(TypeError, match="fluxlike rule .* or an optax"):
         fl.setup("adam", model)
+    with pytest.raises(TypeError, match=r"fl.Adam is a rule class; pass fl.Adam\(\) \(an instance\)"):
+        fl.setup(fl.Adam, model)
