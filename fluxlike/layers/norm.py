@@ -19,7 +19,7 @@ from .._keys import as_key
 from ..activations import identity
 from ..init import ones32, zeros32
 from ..module import Module, field, is_training
-from .dense import act_name, match_dtype
+from ._common import act_name, match_dtype
 
 __all__ = ["BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm"]
 
@@ -82,10 +82,22 @@ def _head(name: str, sizes: str, activation: Callable, affine: bool, active: boo
 # BatchNorm and InstanceNorm: per-channel statistics, optionally tracked
 
 
-class _StatsNorm:
-    """The forward pass shared by BatchNorm and InstanceNorm. A plain mixin:
-    each layer declares the fields itself, because a Module subclass does not
-    yet inherit the kinds (static, state) of its base's fields."""
+class _StatsNorm(Module):
+    """The fields and forward pass shared by BatchNorm and InstanceNorm: an
+    optional affine `bias` and `scale`, and optional running statistics
+    `mean` and `var` (state)."""
+
+    bias: jax.Array | None
+    scale: jax.Array | None
+    mean: jax.Array | None = field(trainable=False)
+    var: jax.Array | None = field(trainable=False)
+    channels: int = field(static=True)
+    activation: Callable = field(static=True)
+    eps: float = field(static=True)
+    momentum: float = field(static=True)
+    affine: bool = field(static=True)
+    track_stats: bool = field(static=True)
+    active: bool | None = field(static=True)
 
     # train mode on one value per channel: an error (Flux's BatchNorm), or only
     # when tracking statistics, whose unbiased variance would divide by zero
@@ -154,7 +166,7 @@ class _StatsNorm:
         return _head(type(self).__name__, str(self.channels), self.activation, self.affine, self.active)
 
 
-class BatchNorm(_StatsNorm, Module):
+class BatchNorm(_StatsNorm):
     """Batch normalisation: each channel (last axis) normalised by its mean
     and variance over the batch and all other axes.
 
@@ -192,18 +204,6 @@ class BatchNorm(_StatsNorm, Module):
         (Array([0.2, 2. ], dtype=float32), Array([ 1.1, 20.9], dtype=float32))
     """
 
-    bias: jax.Array | None
-    scale: jax.Array | None
-    mean: jax.Array | None = field(trainable=False)
-    var: jax.Array | None = field(trainable=False)
-    channels: int = field(static=True)
-    activation: Callable = field(static=True)
-    eps: float = field(static=True)
-    momentum: float = field(static=True)
-    affine: bool = field(static=True)
-    track_stats: bool = field(static=True)
-    active: bool | None = field(static=True)
-
     def __init__(
         self,
         channels: int,
@@ -229,7 +229,7 @@ class BatchNorm(_StatsNorm, Module):
         return self._forward(x)
 
 
-class InstanceNorm(_StatsNorm, Module):
+class InstanceNorm(_StatsNorm):
     """Instance normalisation: each channel of each sample normalised by its
     mean and variance over the spatial axes.
 
@@ -259,18 +259,6 @@ class InstanceNorm(_StatsNorm, Module):
         >>> y.mean(axis=(1, 2)), y.std(axis=(1, 2))
         (Array([[0., 0.]], dtype=float32), Array([[0.99999..., 0.99999...]], dtype=float32))
     """
-
-    bias: jax.Array | None
-    scale: jax.Array | None
-    mean: jax.Array | None = field(trainable=False)
-    var: jax.Array | None = field(trainable=False)
-    channels: int = field(static=True)
-    activation: Callable = field(static=True)
-    eps: float = field(static=True)
-    momentum: float = field(static=True)
-    affine: bool = field(static=True)
-    track_stats: bool = field(static=True)
-    active: bool | None = field(static=True)
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ PyTorch's: LSTM (input, forget, cell, output), GRU (reset, update, new).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ from .._keys import as_key
 from ..activations import sigmoid, tanh
 from ..init import glorot_uniform
 from ..module import Module, field
-from .dense import act_name, match_dtype
+from ._common import act_name, make_bias, match_dtype
 
 __all__ = [
     "RNNCell", "LSTMCell", "GRUCell", "GRUv3Cell",
@@ -50,15 +50,7 @@ def _weights(
     k1, k2 = jax.random.split(as_key(key))
     Wi = init_kernel(k1, (gates * out, in_), dtype)
     Wh = init_recurrent_kernel(k2, (gates * out, out), dtype)
-    if bias is True:
-        b = jnp.zeros(gates * out, dtype)
-    elif bias is False or bias is None:
-        b = None
-    else:
-        b = jnp.asarray(bias, dtype)
-        if b.shape != (gates * out,):
-            raise ValueError(f"{name}: bias must have shape ({gates * out},), got {b.shape}")
-    return Wi, Wh, b
+    return Wi, Wh, make_bias(name, bias, (gates * out,), dtype)
 
 
 def _in_out(cell: Module) -> tuple[int, int]:
@@ -117,7 +109,23 @@ def _head(name: str, cell: Module, extra: str = "") -> str:
 # cells
 
 
-class RNNCell(Module):
+class _Cell(Module):
+    """The fields shared by the cells: `Wi` (gates·out, in), `Wh` (gates·out, out)
+    and `bias` (gates·out,) or None; and the zero state `h` (out,) of the
+    cells whose state is one array."""
+
+    Wi: jax.Array
+    Wh: jax.Array
+    bias: jax.Array | None
+
+    def _initialstates(self) -> Any:
+        return jnp.zeros(self.Wh.shape[1], self.Wh.dtype)
+
+    def _repr_head(self) -> str:
+        return _head(type(self).__name__, self)
+
+
+class RNNCell(_Cell):
     """The plain recurrent cell, `h' = activation(x Wiᵀ + h Whᵀ + bias)`.
 
     Args:
@@ -144,9 +152,6 @@ class RNNCell(Module):
         ((4, 5), True)
     """
 
-    Wi: jax.Array
-    Wh: jax.Array
-    bias: jax.Array | None
     activation: Callable = field(static=True)
 
     def __init__(
@@ -174,14 +179,11 @@ class RNNCell(Module):
         h = self.activation(gx + gh)
         return h, h
 
-    def _initialstates(self) -> jax.Array:
-        return jnp.zeros(self.Wh.shape[1], self.Wh.dtype)
-
     def _repr_head(self) -> str:
         return _head("RNNCell", self, f", {act_name(self.activation)}")
 
 
-class LSTMCell(Module):
+class LSTMCell(_Cell):
     """The long short-term memory cell; its state is the pair `(h, c)`.
 
     `i, f, g, o` are the four quarters of `x Wiᵀ + h Whᵀ + bias` (Flux's
@@ -212,9 +214,6 @@ class LSTMCell(Module):
         ((4, 5), (4, 5))
     """
 
-    Wi: jax.Array
-    Wh: jax.Array
-    bias: jax.Array | None
 
     def __init__(
         self,
@@ -251,11 +250,8 @@ class LSTMCell(Module):
         z = jnp.zeros(self.Wh.shape[1], self.Wh.dtype)
         return z, z
 
-    def _repr_head(self) -> str:
-        return _head("LSTMCell", self)
 
-
-class GRUCell(Module):
+class GRUCell(_Cell):
     """The gated recurrent unit cell (v1 of Cho et al. 2014, as Flux and PyTorch).
 
     With `r, z, n` the input and recurrent projections split in thirds
@@ -286,9 +282,6 @@ class GRUCell(Module):
         (5,)
     """
 
-    Wi: jax.Array
-    Wh: jax.Array
-    bias: jax.Array | None
 
     def __init__(
         self,
@@ -313,14 +306,8 @@ class GRUCell(Module):
         h = (1 - z) * jnp.tanh(xn + r * hn) + z * h
         return h, h
 
-    def _initialstates(self) -> jax.Array:
-        return jnp.zeros(self.Wh.shape[1], self.Wh.dtype)
 
-    def _repr_head(self) -> str:
-        return _head("GRUCell", self)
-
-
-class GRUv3Cell(Module):
+class GRUv3Cell(_Cell):
     """The gated recurrent unit cell of v3 of Cho et al. (2014): the reset
     gate acts on the state before its projection.
 
@@ -349,9 +336,6 @@ class GRUv3Cell(Module):
         (2, 5)
     """
 
-    Wi: jax.Array
-    Wh: jax.Array
-    bias: jax.Array | None
     Wh_h: jax.Array
 
     def __init__(
@@ -382,12 +366,6 @@ class GRUv3Cell(Module):
         h = (1 - z) * jnp.tanh(xn + (r * h) @ self.Wh_h.T) + z * h
         return h, h
 
-    def _initialstates(self) -> jax.Array:
-        return jnp.zeros(self.Wh.shape[1], self.Wh.dtype)
-
-    def _repr_head(self) -> str:
-        return _head("GRUv3Cell", self)
-
 
 def initialstates(layer: Module) -> Any:
     """The zero state a recurrent cell or sequence layer starts from, as Flux's
@@ -417,12 +395,24 @@ def initialstates(layer: Module) -> Any:
 # sequence layers
 
 
-class _Scan:
-    """The sequence forward pass shared by Recurrence, RNN, LSTM, GRU, GRUv3.
+class _Scan(Module):
+    """The fields and sequence forward pass shared by Recurrence, RNN, LSTM,
+    GRU, GRUv3; and the constructor and printing of those that wrap one kind
+    of cell, `_cell_type`: `Layer(in, out, **cell_kwargs)` or `Layer(cell)`."""
 
-    A plain mixin: each layer declares its fields (`cell`, `return_state`)
-    itself, because a Module subclass does not yet inherit the kinds (static,
-    state) of its base's fields."""
+    cell: Module
+    return_state: bool = field(static=True)
+
+    _cell_type: ClassVar[type]
+
+    def __init__(self, in_: int | Module, out: int | None = None, *, return_state: bool = False,
+                 **cell_kwargs: Any) -> None:
+        _seq_init(self, in_, out, return_state, (), cell_kwargs)
+
+    def _repr_head(self) -> str:
+        head = self.cell._repr_head()
+        s = type(self).__name__ + head[head.index("("):]
+        return s[:-1] + ", return_state=True)" if self.return_state else s
 
     def __call__(self, x: jax.Array, state: Any = None) -> Any:
         cell = self.cell
@@ -473,10 +463,9 @@ def _dtype(cell: Module) -> Any:
     return jnp.float32
 
 
-def _seq_init(
-    layer: Module, name: str, cell_type: type, in_: Any, out: Any, return_state: bool, args: tuple, kw: dict
-) -> None:
+def _seq_init(layer: _Scan, in_: Any, out: Any, return_state: bool, args: tuple, kw: dict) -> None:
     """Set `layer.cell` from a cell, or build one from `in_, out, *args, **kw`."""
+    name, cell_type = type(layer).__name__, layer._cell_type
     if isinstance(in_, cell_type):
         if out is not None or args or kw:
             raise TypeError(
@@ -491,13 +480,7 @@ def _seq_init(
     layer.return_state = bool(return_state)
 
 
-def _seq_head(layer: Module, name: str) -> str:
-    head = layer.cell._repr_head()
-    s = name + head[head.index("("):]
-    return s[:-1] + ", return_state=True)" if layer.return_state else s
-
-
-class RNN(_Scan, Module):
+class RNN(_Scan):
     """The plain recurrent layer: an `RNNCell` run over a sequence.
 
     Args:
@@ -523,19 +506,15 @@ class RNN(_Scan, Module):
         (4, 7, 5)
     """
 
-    cell: RNNCell
-    return_state: bool = field(static=True)
+    _cell_type = RNNCell
 
     def __init__(self, in_: int | RNNCell, out: int | None = None, activation: Callable = tanh, *,
                  return_state: bool = False, **cell_kwargs: Any) -> None:
         args = () if isinstance(in_, RNNCell) and activation is tanh else (activation,)
-        _seq_init(self, "RNN", RNNCell, in_, out, return_state, args, cell_kwargs)
-
-    def _repr_head(self) -> str:
-        return _seq_head(self, "RNN")
+        _seq_init(self, in_, out, return_state, args, cell_kwargs)
 
 
-class LSTM(_Scan, Module):
+class LSTM(_Scan):
     """The long short-term memory layer: an `LSTMCell` run over a sequence.
 
     Args:
@@ -561,18 +540,10 @@ class LSTM(_Scan, Module):
         ((2, 7, 5), (2, 5), True)
     """
 
-    cell: LSTMCell
-    return_state: bool = field(static=True)
-
-    def __init__(self, in_: int | LSTMCell, out: int | None = None, *, return_state: bool = False,
-                 **cell_kwargs: Any) -> None:
-        _seq_init(self, "LSTM", LSTMCell, in_, out, return_state, (), cell_kwargs)
-
-    def _repr_head(self) -> str:
-        return _seq_head(self, "LSTM")
+    _cell_type = LSTMCell
 
 
-class GRU(_Scan, Module):
+class GRU(_Scan):
     """The gated recurrent unit layer: a `GRUCell` run over a sequence.
 
     Args:
@@ -595,18 +566,10 @@ class GRU(_Scan, Module):
         (7, 5)
     """
 
-    cell: GRUCell
-    return_state: bool = field(static=True)
-
-    def __init__(self, in_: int | GRUCell, out: int | None = None, *, return_state: bool = False,
-                 **cell_kwargs: Any) -> None:
-        _seq_init(self, "GRU", GRUCell, in_, out, return_state, (), cell_kwargs)
-
-    def _repr_head(self) -> str:
-        return _seq_head(self, "GRU")
+    _cell_type = GRUCell
 
 
-class GRUv3(_Scan, Module):
+class GRUv3(_Scan):
     """The v3 gated recurrent unit layer: a `GRUv3Cell` run over a sequence.
 
     Args:
@@ -625,18 +588,10 @@ class GRUv3(_Scan, Module):
         (4, 7, 5)
     """
 
-    cell: GRUv3Cell
-    return_state: bool = field(static=True)
-
-    def __init__(self, in_: int | GRUv3Cell, out: int | None = None, *, return_state: bool = False,
-                 **cell_kwargs: Any) -> None:
-        _seq_init(self, "GRUv3", GRUv3Cell, in_, out, return_state, (), cell_kwargs)
-
-    def _repr_head(self) -> str:
-        return _seq_head(self, "GRUv3")
+    _cell_type = GRUv3Cell
 
 
-class Recurrence(_Scan, Module):
+class Recurrence(_Scan):
     """Run any recurrent cell over a sequence, as Flux's `Recurrence`.
 
     Args:
@@ -656,9 +611,6 @@ class Recurrence(_Scan, Module):
         >>> r(jnp.ones((4, 7, 3))).shape
         (4, 7, 5)
     """
-
-    cell: Module
-    return_state: bool = field(static=True)
 
     def __init__(self, cell: Module, *, return_state: bool = False) -> None:
         if not isinstance(cell, Module):
