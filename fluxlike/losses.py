@@ -533,32 +533,32 @@ def _tversky_loss(y_hat: jax.Array, y: jax.Array, beta: float) -> jax.Array:
     tp = jnp.sum(y * y_hat)
     fp = jnp.sum((1 - y) * y_hat)
     fn = jnp.sum(y * (1 - y_hat))
-    return 1 - (tp + 1) / (tp + (1 - beta) * fp + beta * fn + 1)
+    return 1 - (tp + 1) / (tp + beta * fp + (1 - beta) * fn + 1)
 
 
 def tversky_loss(y_hat: ArrayLike, y: ArrayLike, *, beta: float = 0.7) -> jax.Array:
-    """Tversky loss over the whole array, ``1 - (TP + 1) / (TP + (1 - beta) * FP + beta * FN + 1)``.
+    """Tversky loss over the whole array, ``1 - (TP + 1) / (TP + beta * FP + (1 - beta) * FN + 1)``.
 
     Here ``TP = sum(y * y_hat)``, ``FP = sum((1 - y) * y_hat)`` and
-    ``FN = sum(y * (1 - y_hat))``; a larger ``beta`` weighs false negatives
-    (recall) more, as in the paper (arXiv:1706.05721) and Flux's docstring.
-    Flux.jl's code puts ``beta`` on the false positives instead: its
-    ``tversky_loss(ŷ, y; beta=b)`` equals ``tversky_loss(y_hat, y, beta=1 - b)``
-    here.
+    ``FN = sum(y * (1 - y_hat))``. This is Flux.jl's code and the values its
+    test suite publishes (``tversky_loss([0, 1.4, 0.5, 1.2], [1, 0.5, 0.3, 2.4])
+    ≈ -0.06772``): ``beta`` weighs the false positives. Flux's docstring, and
+    the paper (arXiv:1706.05721), put ``beta`` on the false negatives instead;
+    their ``beta = b`` is ``beta = 1 - b`` here.
 
     Args:
       y_hat: predicted masks or probabilities.
       y: target masks, the shape of ``y_hat``.
-      beta: the weight of false negatives; ``1 - beta`` weighs false positives.
+      beta: the weight of false positives; ``1 - beta`` weighs false negatives.
 
     Example:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jnp.array([1.0, 1.0, 0.0, 0.0])
       >>> print(fl.losses.tversky_loss(jnp.array([1.0, 0.0, 0.0, 0.0]), y))  # a false negative
-      0.2592593
+      0.1304348
       >>> print(fl.losses.tversky_loss(jnp.array([1.0, 1.0, 1.0, 0.0]), y))  # a false positive
-      0.0909091
+      0.1891892
     """
     y_hat, y = _prepare("tversky_loss", y_hat, y, None)
     return _tversky_loss(y_hat, y, beta)

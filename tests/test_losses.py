@@ -85,9 +85,9 @@ def np_dice(yh, y, smooth=1.0):
 
 
 def np_tversky(yh, y, beta=0.7):
-    # The paper's (and Flux's docstring's) weighting: beta on false negatives.
+    # Flux.jl's code (src/losses/functions.jl): beta on the false positives.
     num = np.sum(y * yh) + 1
-    den = np.sum(y * yh + (1 - beta) * (1 - y) * yh + beta * y * (1 - yh)) + 1
+    den = np.sum(y * yh + beta * (1 - y) * yh + (1 - beta) * y * (1 - yh)) + 1
     return 1 - num / den
 
 
@@ -460,10 +460,9 @@ FLUX_TESTSUITE_NUMBERS = [
      0.5044459776946685),
     ("dice", lambda: losses.dice_coeff_loss(DICE_Y_HAT, DICE_Y), 0.2799999999999999),
     ("dice same", lambda: losses.dice_coeff_loss(DICE_Y, DICE_Y), 0.0, 1e-7),
-    # Flux's code puts beta on the false positives (its docstring and the paper:
-    # on the false negatives, as here), so Flux's beta=b is our beta=1-b.
-    ("tversky", lambda: losses.tversky_loss(DICE_Y_HAT, DICE_Y, beta=0.3), -0.06772009029345383),
-    ("tversky beta", lambda: losses.tversky_loss(DICE_Y_HAT, DICE_Y, beta=0.2),
+    # Flux's test/losses.jl: tversky_loss(ŷ, y) with its default beta = 0.7
+    ("tversky", lambda: losses.tversky_loss(DICE_Y_HAT, DICE_Y), -0.06772009029345383),
+    ("tversky beta", lambda: losses.tversky_loss(DICE_Y_HAT, DICE_Y, beta=0.8),
      -0.09490740740740744),
     ("tversky same", lambda: losses.tversky_loss(DICE_Y, DICE_Y), -0.5576923076923075),
     ("binary_focal", lambda: losses.binary_focal_loss(
