@@ -170,7 +170,12 @@ def state(model: Any) -> Any:
 
 def loadmodel_(model: Any, src: Any) -> Any:
     """Copy the arrays of `src` (a model of the same shape, or `fl.state` of
-    one) into `model` in place, checking every shape and dtype; returns `model`.
+    one) into `model` in place; returns `model`.
+
+    Every entry is checked first: a source entry that is not an array, or
+    whose shape or dtype differs from the model's, is reported, all of them
+    in one error, and then nothing is changed. Dtypes are never converted:
+    convert the model (`fl.f16`, `fl.f32`) or the source yourself.
 
     Example:
         >>> import fluxlike as fl
@@ -178,18 +183,36 @@ def loadmodel_(model: Any, src: Any) -> Any:
         >>> _ = fl.loadmodel_(b, fl.state(a))
         >>> bool((a.weight == b.weight).all())
         True
+        >>> fl.loadmodel_(b, fl.f16(a))
+        Traceback (most recent call last):
+        TypeError: loadmodel_: 2 entries do not match the model, so nothing was loaded:
+          model.weight: dtype float32, the source float16
+          model.bias: dtype float32, the source float16
     """
     dst_pairs, treedef = jax.tree_util.tree_flatten_with_path(model)
     try:
         src_leaves = treedef.flatten_up_to(src)
     except (ValueError, TypeError) as e:
         raise ValueError(f"loadmodel_: the source does not have the model's structure ({e})") from None
-    new = []
+    problems, kinds, new = [], set(), []
     for (path, d), s in zip(dst_pairs, src_leaves):
+        where = f"model{keystr(path)}"
         if not is_array(s):
-            raise TypeError(f"loadmodel_: source{keystr(path)} is {type(s).__name__}, not an array")
-        if tuple(s.shape) != tuple(d.shape):
-            raise ValueError(f"loadmodel_: model{keystr(path)} has shape {tuple(d.shape)}, the source {tuple(s.shape)}")
-        new.append(jnp.asarray(s, d.dtype))
+            problems.append(f"{where}: the source holds a {type(s).__name__}, not an array")
+            kinds.add(TypeError)
+        elif tuple(s.shape) != tuple(d.shape):
+            problems.append(f"{where} has shape {tuple(d.shape)}, the source {tuple(s.shape)}")
+            kinds.add(ValueError)
+        elif jnp.dtype(s.dtype) != jnp.dtype(d.dtype):
+            problems.append(f"{where}: dtype {jnp.dtype(d.dtype)}, the source {jnp.dtype(s.dtype)}")
+            kinds.add(TypeError)
+        else:
+            new.append(jnp.asarray(s))
+    if problems:
+        kind = ValueError if kinds == {ValueError} else TypeError
+        if len(problems) == 1:
+            raise kind(f"loadmodel_: {problems[0]}; nothing was loaded")
+        lines = "\n  ".join(problems)
+        raise kind(f"loadmodel_: {len(problems)} entries do not match the model, so nothing was loaded:\n  {lines}")
     set_leaves_(model, new)
     return model

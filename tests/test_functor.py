@@ -51,3 +51,18 @@ def test_state_and_loadmodel():
     np.testing.assert_array_equal(a[0].weight, b[0].weight)
     with pytest.raises(ValueError, match=r"model\.layers\[0\]\.weight has shape \(2, 2\), the source \(3, 2\)"):
         fl.loadmodel_(b, fl.Chain(fl.Dense(2, 3)))
+
+
+def test_loadmodel_refuses_other_dtypes_and_changes_nothing():
+    """DESIGN: dtypes are never silently converted; strict loading reports
+    every mismatch in one error and changes nothing."""
+    a, b = fl.Chain(fl.Dense(2, 2, key=1)), fl.Chain(fl.Dense(2, 2, key=2))
+    before = [np.asarray(x) for x in jax.tree.leaves(b)]
+    src = fl.state(a)
+    src.layers[0].bias = np.zeros(2, np.float16)  # one dtype wrong, one entry right
+    with pytest.raises(TypeError, match=r"model\.layers\[0\]\.bias: dtype float32, the source float16; nothing was loaded"):
+        fl.loadmodel_(b, src)
+    with pytest.raises(TypeError, match=r"2 entries do not match.*\n  model\.layers\[0\]\.weight: dtype float32, the source float16"):
+        fl.loadmodel_(b, fl.f16(a))
+    for x, y in zip(jax.tree.leaves(b), before):  # the right entry was not loaded either
+        np.testing.assert_array_equal(x, y)
