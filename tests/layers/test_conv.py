@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import fluxlike as fl
+from nhwc import from_torch, to_torch
 
 RTOL = ATOL = 1e-5
 rng = np.random.default_rng(0)
@@ -21,18 +22,6 @@ rng = np.random.default_rng(0)
 
 def randn(*shape):
     return rng.standard_normal(shape).astype(np.float32)
-
-
-def to_torch_act(x):
-    """channels-last numpy -> channels-first torch tensor."""
-    n = x.ndim
-    return torch.tensor(np.transpose(x, (0, n - 1, *range(1, n - 1))))
-
-
-def from_torch_act(t):
-    a = t.detach().numpy()
-    n = a.ndim
-    return np.transpose(a, (0, *range(2, n), 1))
 
 
 def torch_conv_weight(w):
@@ -70,24 +59,24 @@ def test_conv2d_matches_torch(k, cin, cout, stride, pad, dilation, groups):
     x = randn(2, 7, 8, cin)
     pads = layer.pad
     ref = F.conv2d(
-        F.pad(to_torch_act(x), torch_pad(pads)), torch_conv_weight(w), torch.tensor(b),
+        F.pad(to_torch(x), torch_pad(pads)), torch_conv_weight(w), torch.tensor(b),
         stride=stride, dilation=dilation, groups=groups,
     )
-    np.testing.assert_allclose(layer(x), from_torch_act(torch.relu(ref)), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer(x), from_torch(torch.relu(ref)), rtol=RTOL, atol=ATOL)
 
 
 def test_conv1d_and_conv3d_match_torch():
     w, b = randn(3, 4, 5), randn(5)
     layer = fl.Conv(jnp.asarray(w), bias=b, stride=2, pad=1, dilation=2)
     x = randn(3, 11, 4)
-    ref = F.conv1d(to_torch_act(x), torch_conv_weight(w), torch.tensor(b), stride=2, padding=1, dilation=2)
-    np.testing.assert_allclose(layer(x), from_torch_act(ref), rtol=RTOL, atol=ATOL)
+    ref = F.conv1d(to_torch(x), torch_conv_weight(w), torch.tensor(b), stride=2, padding=1, dilation=2)
+    np.testing.assert_allclose(layer(x), from_torch(ref), rtol=RTOL, atol=ATOL)
 
     w3 = randn(2, 3, 2, 2, 3)
     layer3 = fl.Conv(jnp.asarray(w3), bias=False, pad=(1, 0, 1))
     x3 = randn(2, 4, 5, 3, 2)
-    ref3 = F.conv3d(to_torch_act(x3), torch_conv_weight(w3), padding=(1, 0, 1))
-    np.testing.assert_allclose(layer3(x3), from_torch_act(ref3), rtol=RTOL, atol=ATOL)
+    ref3 = F.conv3d(to_torch(x3), torch_conv_weight(w3), padding=(1, 0, 1))
+    np.testing.assert_allclose(layer3(x3), from_torch(ref3), rtol=RTOL, atol=ATOL)
 
 
 def test_depthwise_matches_torch():
@@ -95,8 +84,8 @@ def test_depthwise_matches_torch():
     w = np.asarray(layer.weight)
     assert w.shape == (3, 3, 1, 6)
     x = randn(2, 9, 9, 3)
-    ref = F.conv2d(to_torch_act(x), torch_conv_weight(w), stride=2, padding=1, groups=3)
-    np.testing.assert_allclose(layer(x), from_torch_act(ref), rtol=RTOL, atol=ATOL)
+    ref = F.conv2d(to_torch(x), torch_conv_weight(w), stride=2, padding=1, groups=3)
+    np.testing.assert_allclose(layer(x), from_torch(ref), rtol=RTOL, atol=ATOL)
 
 
 CONVT2D = [
@@ -116,19 +105,19 @@ def test_conv_transpose2d_matches_torch(k, cin, cout, stride, pad, outpad, dilat
     x = randn(2, 5, 4, cin)
     # torch's ConvTranspose2d weight is (in, out/groups, kH, kW): ours transposed, not flipped
     ref = F.conv_transpose2d(
-        to_torch_act(x), torch.tensor(np.transpose(w, (3, 2, 0, 1))), torch.tensor(b),
+        to_torch(x), torch.tensor(np.transpose(w, (3, 2, 0, 1))), torch.tensor(b),
         stride=stride, padding=pad, output_padding=outpad, dilation=dilation, groups=groups,
     )
-    np.testing.assert_allclose(layer(x), from_torch_act(ref), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer(x), from_torch(ref), rtol=RTOL, atol=ATOL)
 
 
 def test_conv_transpose1d_matches_torch_and_is_convs_adjoint():
     w = randn(3, 2, 4)  # (k, out, in): the kernel of a Conv(2 => 4)
     layer = fl.ConvTranspose(jnp.asarray(w), bias=False, stride=2, pad=1)
     x = randn(2, 6, 4)
-    ref = F.conv_transpose1d(to_torch_act(x), torch.tensor(np.transpose(w, (2, 1, 0))), stride=2, padding=1)
+    ref = F.conv_transpose1d(to_torch(x), torch.tensor(np.transpose(w, (2, 1, 0))), stride=2, padding=1)
     y = np.asarray(layer(x))
-    np.testing.assert_allclose(y, from_torch_act(ref), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, from_torch(ref), rtol=RTOL, atol=ATOL)
     # adjoint identity: <conv(u), x> == <u, convT(x)>, with u of convT's output shape
     conv = fl.Conv(jnp.asarray(w), bias=False, stride=2, pad=1)
     u = randn(*y.shape)
@@ -143,7 +132,7 @@ def test_asymmetric_samepad_conv_transpose_matches_torch_cropped():
     w, b = np.asarray(layer.weight), np.asarray(layer.bias)
     x = randn(1, 4, 5, 2)
     tw = torch.tensor(np.transpose(w, (3, 2, 0, 1)))
-    full = from_torch_act(F.conv_transpose2d(to_torch_act(x), tw, torch.tensor(b), stride=2))
+    full = from_torch(F.conv_transpose2d(to_torch(x), tw, torch.tensor(b), stride=2))
     y = layer(x)
     assert y.shape == (1, 8, 10, 3)  # input * stride
     np.testing.assert_allclose(y, full[:, 1:, 1:, :], rtol=RTOL, atol=ATOL)

@@ -13,27 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import fluxlike as fl
+from nhwc import from_torch, randn, shape_of, to_torch
 
 RTOL = ATOL = 1e-5
-rng = np.random.default_rng(1)
-
-
-def randn(*shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def to_torch(x):
-    n = x.ndim
-    return torch.tensor(np.transpose(x, (0, n - 1, *range(1, n - 1))))
-
-
-def from_torch(t):
-    a = t.detach().numpy()
-    return np.transpose(a, (0, *range(2, a.ndim), 1))
-
-
-def shape_of(layer, shape):
-    return jax.eval_shape(lambda m, x: m(x), layer, jax.ShapeDtypeStruct(shape, jnp.float32)).shape
 
 
 def np_pool(x, k, stride, pads, op, fill):
