@@ -31,7 +31,8 @@ from .layers import (
 from ._walk import modules, testmode_, trainmode_
 from .module import Module, field, is_training
 from .optimise.adjust import adjust, adjust_, freeze, freeze_, learning_rate, thaw, thaw_
-from .optimise.rule import Rule, RuleState
+from .optimise._as_optax import RuleState
+from .optimise.rule import Rule
 from .optimise.rules import (
     AdaBelief, AdaDelta, AdaGrad, AdaMax, Adam, AdamW, AMSGrad, Descent, Lion, Momentum, NAdam,
     Nesterov, OAdam, RAdam, RMSProp, Rprop,
@@ -39,7 +40,8 @@ from .optimise.rules import (
 from .optimise.transforms import (
     AccumGrad, ClipGlobalNorm, ClipGrad, ClipNorm, OptimiserChain, SignDecay, WeightDecay,
 )
-from .optimise.state import Leaf, OptState, setup, update, update_
+from .optimise.state import Leaf, OptState, StateView, setup
+from .optimise.update import update, update_
 from .training import NonFiniteLoss, train, train_, trainstep_
 
 __all__ = [
@@ -59,7 +61,7 @@ __all__ = [
     "Rule", "RuleState", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW", "AMSGrad",
     "ClipGlobalNorm", "ClipGrad", "ClipNorm", "Descent", "Lion", "Momentum", "NAdam", "Nesterov",
     "OAdam", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "WeightDecay",
-    "Leaf", "OptState", "setup", "update", "update_",
+    "Leaf", "OptState", "StateView", "setup", "update", "update_",
     "NonFiniteLoss", "train", "train_", "trainstep_",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bilinear", "Chain", "Conv",
     "ConvTranspose", "Dense", "DepthwiseConv", "Dropout", "Embedding", "flatten", "Fn",

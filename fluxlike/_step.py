@@ -23,8 +23,9 @@ import jax.numpy as jnp
 from ._fncache import FnCache
 from ._lossbuffer import LossBuffer
 from .gradient import _pick_loss, withgradient
-from .optimise.rule import select
-from .optimise.state import OptState, _update
+from .optimise._batch import select
+from .optimise.state import OptState, positions
+from .optimise.update import traced_update
 
 __all__ = ["Steps", "steps_for", "check_call", "splat"]
 
@@ -66,20 +67,12 @@ def _grad_step(loss: Callable, leaves: list, state: OptState, batch: Any, treede
     out, grads = withgradient(call, model)
     val = _pick_loss(out)
     go = ok(val)
-    new_state, new_model = _update(state, model, grads[0], go)
-    if state._spec.kind != "rule":  # optax keeps counts of its own: restore them all
-        new_state = jax.tree.map(lambda old, new: select(go, new, old), state, new_state)
+    new_state, new_model = traced_update(state, model, grads[0], go)
     new_leaves = jax.tree.leaves(new_model)
-    # the rule kept the parameters of a skipped step; layer state is restored here
-    ruled = _ruled(state._spec)
+    # the optimiser kept the parameters and its state of a skipped step; layer state is restored here
+    ruled = positions(state)
     new_leaves = [n if p in ruled else select(go, n, o) for p, (n, o) in enumerate(zip(new_leaves, leaves))]
     return val, new_state, new_leaves
-
-
-@functools.lru_cache(maxsize=64)
-def _ruled(spec: Any) -> frozenset:
-    """The model positions whose arrays the optimiser updates."""
-    return frozenset(p for idx in spec.index for p in idx)
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,7 +90,7 @@ def _epoch_step(loss: Callable, uleaves: tuple, state: OptState, buf: jax.Array,
     model positions to them). After a non-finite loss every later step is a
     no-op, so the epoch ends with the model as it was before that item."""
     leaves = [uleaves[j] for j in where]
-    item, bad = LossBuffer.item(buf), LossBuffer.bad(buf)
+    bad = LossBuffer.bad(buf)
     val, new_state, new_leaves = _grad_step(
         loss, leaves, state, batch, treedef, splatted, lambda v: jnp.isfinite(v) & (bad < 0)
     )

@@ -20,7 +20,7 @@ from ._epoch import NonFiniteLoss, run_epoch
 from ._step import check_call, splat, steps_for
 from ._tree import tracing
 from ._walk import set_leaves_
-from .optimise.state import OptState, _check_state, _make, assign_
+from .optimise.state import OptState, assign_, rebuilt, whole_state
 
 __all__ = ["train_", "train", "trainstep_", "NonFiniteLoss"]
 
@@ -31,7 +31,7 @@ def _epoch(loss: Callable, model: Any, data: Iterable, state: OptState, fn: str,
             f"fl.{fn} runs whole epochs and cannot be called inside jax.jit; "
             "compile a step of your own instead (WALKTHROUGH 8b)"
         )
-    state = _check_state(state, fn)
+    state = whole_state(state, fn)
     return run_epoch(steps_for(loss, fn), loss, model, data, state, fn, fuse, progress)
 
 
@@ -100,8 +100,7 @@ def train(
     if err is not None:
         raise err
     _, treedef = jax.tree.flatten(model)
-    return jax.tree.unflatten(treedef, leaves), st if st is not state else _make(
-        state._states, state._hyper, state._counts, state._spec), losses
+    return jax.tree.unflatten(treedef, leaves), st if st is not state else rebuilt(state), losses
 
 
 def trainstep_(loss: Callable, model: Any, batch: Any, state: OptState) -> jax.Array:
@@ -124,7 +123,7 @@ def trainstep_(loss: Callable, model: Any, batch: Any, state: OptState) -> jax.A
     """
     if tracing():
         raise RuntimeError("fl.trainstep_ changes the model in place and cannot run inside jax.jit; use fl.withgradient and fl.update there")
-    state = _check_state(state, "trainstep_")
+    state = whole_state(state, "trainstep_")
     steps = steps_for(loss, "trainstep_")
     check_call(loss, batch, 0, "trainstep_")
     leaves, treedef = jax.tree.flatten(model)

@@ -8,118 +8,22 @@ plain forms return a new whole state tree and leave the input untouched.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._tree import tracing
-from .optax_rule import adjust_optax, learning_rate_optax
-from .rule import Rule
-from .state import Leaf, OptState, StateView, _indices, _make
+from ._engine import scatter
+from .state import OptState, arrays, engine, rebind_, rebuilt, target
 
 __all__ = ["adjust", "adjust_", "freeze", "freeze_", "thaw", "thaw_", "learning_rate"]
 
 
-def _target(tree: Any, fn: str) -> tuple[OptState, list[int]]:
-    if isinstance(tree, OptState):
-        return tree, list(range(len(tree._spec.index)))
-    if isinstance(tree, StateView):
-        return tree.root, list(_indices(tree.node))
-    if isinstance(tree, Leaf):
-        return tree.root, [tree.i]
-    raise TypeError(
-        f"{fn}: expected the state tree from fl.setup or a part of it (state.layers[0]), "
-        f"got {type(tree).__name__}"
-    )
-
-
-def _validated(rule: Rule, name: str, value: Any, fn: str) -> Any:
-    """`value` checked the way the rule's constructor checks it, as table
-    entries (a tuple for pairs; NaN to bring back the rule's own schedule)."""
-    if name in rule.static:
-        raise ValueError(
-            f"{fn}: {type(rule).__name__}'s {name} is fixed when the state is set up (it changes the "
-            f"compiled step); call fl.setup again with {type(rule).__name__}(..., {name}={value!r})"
-        )
-    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
-        if getattr(rule, name) is value:
-            return math.nan  # back to the schedule given at setup
-        raise ValueError(
-            f"{fn}: {name}={value!r} is a schedule; schedules are part of the compiled step and are "
-            "fixed at setup. Give a number to replace the schedule by a constant (no recompilation), "
-            f"or call fl.setup again with {type(rule).__name__}({name}=schedule)"
-        )
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{fn}: {name} is a traced value; adjust takes numbers, outside jax.jit. For a rate "
-            "that changes inside a compiled step, give an optax schedule as eta"
-        )
-    kwargs = {n: getattr(rule, n) for n in (*rule.hyper, *rule.static)}
-    kwargs[name] = value
-    new = type(rule)(**kwargs)
-    return getattr(new, name)
-
-
-def _assignments(root: OptState, rows: list[int], eta: Any, hyper: dict, fn: str) -> tuple[list, list, list]:
-    if eta is not None:
-        hyper = {"eta": eta, **hyper}
-    if not hyper:
-        raise TypeError(
-            f"{fn}: give a learning rate, {fn}(state, 0.01), or hyperparameters by name, "
-            f"{fn}(state, beta=(0.8, 0.99))"
-        )
-    spec = root._spec
-    r_idx, c_idx, vals = [], [], []
-    found = {n: False for n in hyper}
-    for i in rows:
-        offset = 0
-        for r in spec.rules[i].rules():
-            for n in r.static:
-                if n in hyper:
-                    _validated(r, n, hyper[n], fn)
-            for n, w in r.slots():
-                if n in hyper:
-                    v = _validated(r, n, hyper[n], fn)
-                    vs = v if isinstance(v, tuple) else (v,)
-                    if len(vs) != w:
-                        raise ValueError(f"{fn}: {type(r).__name__}'s {n} has {w} values, got {hyper[n]!r}")
-                    for k, e in enumerate(vs):
-                        r_idx.append(i)
-                        c_idx.append(offset + k)
-                        vals.append(float(e))
-                    found[n] = True
-                offset += w
-    missing = [n for n, ok in found.items() if not ok]
-    if missing and rows:
-        rules = {type(r).__name__: r for i in rows for r in spec.rules[i].rules()}
-        names = sorted({n for r in rules.values() for n, _ in r.slots()})
-        raise ValueError(
-            f"{fn}: no rule in this part of the state has {', '.join(missing)}; "
-            f"its rules ({', '.join(sorted(rules))}) have {', '.join(names) or 'no hyperparameters'}"
-        )
-    return r_idx, c_idx, vals
-
-
 def _adjusted(tree: Any, eta: Any, hyper: dict, fn: str) -> tuple[OptState, Any, Any]:
     """The root and its new `(states, hyper)`."""
-    root, rows = _target(tree, fn)
-    if root._spec.kind == "optax":
-        return root, adjust_optax(root, rows, eta, hyper, fn), root._hyper
-    r, c, v = _assignments(root, rows, eta, hyper, fn)
-    new = root._hyper
-    if r:
-        new = _scatter(new, np.asarray(r, np.int32), np.asarray(c, np.int32), np.asarray(v, new.dtype))
-    return root, root._states, new
-
-
-@jax.jit
-def _scatter(table: jax.Array, rows: Any, cols: Any, vals: Any) -> jax.Array:
-    """`table` with `vals` at `(rows, cols)`; the indices are arguments, so
-    this compiles once per number of entries, not once per pattern."""
-    return table.at[rows, cols].set(vals.astype(table.dtype))
+    root, rows = target(tree, fn)
+    states, table, _ = arrays(root)
+    return (root, *engine(root).adjust(states, table, rows, eta, hyper, fn))
 
 
 def _no_trace(fn: str) -> None:
@@ -161,7 +65,7 @@ def adjust_(tree: Any, eta: Any = None, **hyper: Any) -> None:
     """
     _no_trace("adjust_")
     root, states, new = _adjusted(tree, eta, hyper, "adjust_")
-    root.__dict__["_states"], root.__dict__["_hyper"] = states, new
+    rebind_(root, states, new)
 
 
 def adjust(tree: Any, eta: Any = None, **hyper: Any) -> OptState:
@@ -179,7 +83,7 @@ def adjust(tree: Any, eta: Any = None, **hyper: Any) -> OptState:
         (Descent(eta=0.5), Descent(eta=0.1))
     """
     root, states, new = _adjusted(tree, eta, hyper, "adjust")
-    return _make(states, new, root._counts, root._spec)
+    return rebuilt(root, states, new)
 
 
 def learning_rate(tree: Any) -> float:
@@ -194,7 +98,6 @@ def learning_rate(tree: Any) -> float:
 
     Example:
         >>> import jax.numpy as jnp, optax, fluxlike as fl
-        >>> import fluxlike as fl
         >>> model = {"w": jnp.zeros(2)}
         >>> state = fl.setup(fl.Adam(optax.linear_schedule(0.1, 0.0, 10)), model)
         >>> for _ in range(5):
@@ -202,44 +105,16 @@ def learning_rate(tree: Any) -> float:
         >>> fl.learning_rate(state)
         0.05
     """
-    fn = "learning_rate"
-    root, rows = _target(tree, fn)
-    if root._spec.kind == "optax":
-        return learning_rate_optax(root, fn)
-    spec = root._spec
-    table, counts = np.asarray(root._hyper), np.asarray(root._counts)
-    found: dict[float, list[str]] = {}
-    for i in rows:
-        t, offset, etas = int(counts[i, 0]) + 1, 0, []
-        for r in spec.rules[i].rules():
-            h, end = r.read(table[i], offset)
-            if "eta" in h:
-                v = float(h["eta"])
-                etas.append(float(r.resolve(h, jnp.asarray(t, jnp.int32))["eta"]) if math.isnan(v) else v)
-            t = int(r.t_after(h, t))
-            offset = end
-        if len(etas) != 1:
-            what = "several rules with eta" if etas else "no rule with eta"
-            raise ValueError(f"{fn}: the rule at {spec.paths[i] or '(root)'} has {what}: {spec.rules[i]!r}")
-        found.setdefault(float(np.asarray(etas[0], table.dtype)), []).append(spec.paths[i])
-    if len(found) != 1:
-        if not found:
-            raise ValueError(f"{fn}: this part of the state has no Leafs")
-        parts = "; ".join(f"{v} at {', '.join(p)}" for v, p in found.items())
-        raise ValueError(f"{fn}: the Leafs here have different learning rates ({parts}); ask a smaller part")
-    return _pyfloat(next(iter(found)), table.dtype)
-
-
-def _pyfloat(v: float, dtype: Any) -> float:
-    return float(np.format_float_scientific(np.asarray(v, dtype)[()], unique=True))
+    root, rows = target(tree, "learning_rate")
+    return engine(root).learning_rate(*arrays(root), rows, "learning_rate")
 
 
 def _frozen(tree: Any, flag: int, fn: str) -> tuple[OptState, Any]:
-    root, rows = _target(tree, fn)
-    counts = root._counts
+    root, rows = target(tree, fn)
+    counts = arrays(root)[2]
     if rows:
         n = len(rows)
-        counts = _scatter(counts, np.asarray(rows, np.int32), np.ones(n, np.int32), np.full(n, flag, np.int32))
+        counts = scatter(counts, np.asarray(rows, np.int32), np.ones(n, np.int32), np.full(n, flag, np.int32))
     return root, counts
 
 
@@ -258,7 +133,7 @@ def freeze_(tree: Any) -> None:
     """
     _no_trace("freeze_")
     root, counts = _frozen(tree, 1, "freeze_")
-    root.__dict__["_counts"] = counts
+    rebind_(root, counts=counts)
 
 
 def thaw_(tree: Any) -> None:
@@ -272,7 +147,7 @@ def thaw_(tree: Any) -> None:
     """
     _no_trace("thaw_")
     root, counts = _frozen(tree, 0, "thaw_")
-    root.__dict__["_counts"] = counts
+    rebind_(root, counts=counts)
 
 
 def freeze(tree: Any) -> OptState:
@@ -285,7 +160,7 @@ def freeze(tree: Any) -> OptState:
         (True, False)
     """
     root, counts = _frozen(tree, 1, "freeze")
-    return _make(root._states, root._hyper, counts, root._spec)
+    return rebuilt(root, counts=counts)
 
 
 def thaw(tree: Any) -> OptState:
@@ -298,4 +173,4 @@ def thaw(tree: Any) -> OptState:
         False
     """
     root, counts = _frozen(tree, 0, "thaw")
-    return _make(root._states, root._hyper, counts, root._spec)
+    return rebuilt(root, counts=counts)

@@ -134,8 +134,8 @@ class Nesterov(Rule):
         eta: learning rate (default 0.001, smaller than Momentum's). rho: momentum, in [0, 1].
 
     Example:
-        >>> from fluxlike.optimise.rules import Nesterov
-        >>> Nesterov()
+        >>> import fluxlike as fl
+        >>> fl.Nesterov()
         Nesterov(eta=0.001, rho=0.9)
     """
 
@@ -167,8 +167,8 @@ class Rprop(Rule):
         gamma: (min, max) step size.
 
     Example:
-        >>> from fluxlike.optimise.rules import Rprop
-        >>> Rprop()
+        >>> import fluxlike as fl
+        >>> fl.Rprop()
         Rprop(eta=0.001, ell=(0.5, 1.2), gamma=(1e-06, 50.0))
     """
 
@@ -209,8 +209,8 @@ class RMSProp(Rule):
             changes the state, so it is fixed at setup (as in Optimisers.jl).
 
     Example:
-        >>> from fluxlike.optimise.rules import RMSProp
-        >>> RMSProp(centred=True)
+        >>> import fluxlike as fl
+        >>> fl.RMSProp(centred=True)
         RMSProp(eta=0.001, rho=0.9, epsilon=1e-08, centred=True)
     """
 
@@ -273,8 +273,8 @@ class RAdam(_AdamLike):
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import RAdam
-        >>> RAdam(0.01)
+        >>> import fluxlike as fl
+        >>> fl.RAdam(0.01)
         RAdam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
     """
 
@@ -299,8 +299,8 @@ class AdaMax(_AdamLike):
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import AdaMax
-        >>> AdaMax()
+        >>> import fluxlike as fl
+        >>> fl.AdaMax()
         AdaMax(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
     """
 
@@ -320,8 +320,8 @@ class OAdam(_AdamLike):
         eta: learning rate. beta: (b1, b2), default (0.5, 0.9). epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import OAdam
-        >>> OAdam()
+        >>> import fluxlike as fl
+        >>> fl.OAdam()
         OAdam(eta=0.001, beta=(0.5, 0.9), epsilon=1e-08)
     """
 
@@ -348,8 +348,8 @@ class AdaGrad(Rule):
         eta: learning rate (default 0.1). epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import AdaGrad
-        >>> AdaGrad()
+        >>> import fluxlike as fl
+        >>> fl.AdaGrad()
         AdaGrad(eta=0.1, epsilon=1e-08)
     """
 
@@ -376,8 +376,8 @@ class AdaDelta(Rule):
         rho: decay, in [0, 1]. epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import AdaDelta
-        >>> AdaDelta()
+        >>> import fluxlike as fl
+        >>> fl.AdaDelta()
         AdaDelta(rho=0.9, epsilon=1e-08)
     """
 
@@ -407,8 +407,8 @@ class AMSGrad(_AdamLike):
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import AMSGrad
-        >>> AMSGrad()
+        >>> import fluxlike as fl
+        >>> fl.AMSGrad()
         AMSGrad(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
     """
 
@@ -435,8 +435,8 @@ class NAdam(_AdamLike):
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
     Example:
-        >>> from fluxlike.optimise.rules import NAdam
-        >>> NAdam()
+        >>> import fluxlike as fl
+        >>> fl.NAdam()
         NAdam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
     """
 
@@ -460,8 +460,8 @@ class AdamW(Rule):
         couple: whether the decay is scaled by eta; data, so adjustable.
 
     Example:
-        >>> from fluxlike.optimise.rules import AdamW
-        >>> AdamW(lambd=0.01)
+        >>> import fluxlike as fl
+        >>> fl.AdamW(lambd=0.01)
         AdamW(eta=0.001, beta=(0.9, 0.999), lambd=0.01, epsilon=1e-08, couple=True)
     """
 
@@ -502,8 +502,8 @@ class AdaBelief(_AdamLike):
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: default 1e-16.
 
     Example:
-        >>> from fluxlike.optimise.rules import AdaBelief
-        >>> AdaBelief()
+        >>> import fluxlike as fl
+        >>> fl.AdaBelief()
         AdaBelief(eta=0.001, beta=(0.9, 0.999), epsilon=1e-16)
     """
 
@@ -536,8 +536,8 @@ class Lion(Rule):
         eta: learning rate. beta: (b1, b2), each in [0, 1).
 
     Example:
-        >>> from fluxlike.optimise.rules import Lion
-        >>> Lion()
+        >>> import fluxlike as fl
+        >>> fl.Lion()
         Lion(eta=0.001, beta=(0.9, 0.999))
     """
 

@@ -1,4 +1,4 @@
-"""The optimiser state tree: `setup`, `update`, `update_`.
+"""The optimiser state tree: `setup`, `OptState` and its views (`Leaf`, `StateView`).
 
 `fl.setup(rule, model)` returns an `OptState`: a tree that mirrors the model
 (`state.layers[0].weight` is that array's `Leaf`). Its storage is laid out for
@@ -13,12 +13,15 @@ crosses a jitted call costs time:
   rules' static parts. Hyperparameter values are never static, so
   `adjust_`/`freeze_` change data and a jitted step never recompiles.
 
-An optax transformation given to `setup` keeps its own state (one optax
-state for the whole model, see `optax_rule.py`) in place of the rule states.
+What the states and the table mean is the spec's engine (`_engine.py`): a
+fluxlike rule's (one state and one table row per Leaf) or an optax
+transformation's (one optax state for the whole model, `optax_rule.py`).
+`update` hands the engine all Leafs at once, which lets global rules such as
+ClipGlobalNorm see every gradient, and AccumGrad hold back the rules after it.
 
-`update` runs the rule over all Leafs at once (`Rule.run`), which lets
-global rules such as ClipGlobalNorm see every gradient, and AccumGrad hold
-back the rules after it.
+The rest of the package reaches an OptState's storage only through the
+functions at the end of this file (`arrays`, `spec_of`, `engine`,
+`positions`, `rebuilt`, `rebind_`, `assign_`, `target`, `whole_state`).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._tree import is_array, keystr, tracing
-from .._walk import level, set_leaves_, trainable_mask
+from .._walk import level, trainable_mask
 from ..module import Module
-from .optax_rule import describe, leaf_state, setup_optax, update_optax
-from .rule import Ctx, HVec, Rule, select
+from . import _table
+from ._engine import Engine, RuleEngine
+from .optax_rule import OptaxEngine, is_optax
+from .rule import Rule
 
-__all__ = ["OptState", "Leaf", "setup", "update", "update_"]
+__all__ = ["OptState", "Leaf", "StateView", "setup"]
 
 # mirror nodes: ("leaf", index or None) | ("node", kind, keys, children)
 #   kind: "module" (attribute access), "seq" (index access), "named" (both), "dict" (item access)
@@ -44,15 +49,16 @@ __all__ = ["OptState", "Leaf", "setup", "update", "update_"]
 class _Spec:
     """The static part of an OptState. Equal specs compile to the same program.
 
-    `kind` is "rule" (a fluxlike rule, one per Leaf in `rules`) or "optax"
-    (`rules` holds the optax wrapper, and the states are optax's)."""
+    `n` is the model's number of arrays, `index[i]` the model positions Leaf
+    `i` owns (several when weights are tied), `paths[i]` its path, `mirror`
+    the model's shape, and `engine` what the states and the table mean."""
 
-    __slots__ = ("n", "index", "rules", "paths", "mirror", "kind", "checks", "_key", "_hash")
+    __slots__ = ("n", "index", "paths", "mirror", "engine", "positions", "_key", "_hash")
 
-    def __init__(self, n: int, index: tuple, rules: tuple, paths: tuple, mirror: tuple, kind: str) -> None:
-        self.n, self.index, self.rules, self.paths, self.mirror, self.kind = n, index, rules, paths, mirror, kind
-        self.checks = kind == "rule" and bool(rules) and rules[0].checks()
-        self._key = (n, index, tuple(r.key() for r in rules), mirror)
+    def __init__(self, n: int, index: tuple, paths: tuple, mirror: tuple, engine: Engine) -> None:
+        self.n, self.index, self.paths, self.mirror, self.engine = n, index, paths, mirror, engine
+        self.positions = frozenset(p for idx in index for p in idx)
+        self._key = (n, index, engine.key(), mirror)
         self._hash = hash(self._key)
 
     def __eq__(self, other: object) -> bool:
@@ -141,60 +147,98 @@ class Leaf:
     hyperparameters), the rule's state, its step count and frozen flag.
 
     A view into its OptState: `fl.adjust_`/`fl.freeze_` on it change the tree.
+    As a pytree it is the arrays of its rule's state (Optimisers.jl's
+    `Leaf.state`), so `jax.tree.map` over a part of the state works on the
+    moments; a Leaf that `jax.tree.map` builds holds only that state.
 
     Example:
-        >>> import jax.numpy as jnp, fluxlike as fl
+        >>> import jax, jax.numpy as jnp, fluxlike as fl
         >>> state = fl.setup(fl.Momentum(), {"w": jnp.zeros(3)})
         >>> leaf = state["w"]
-        >>> leaf.rule, leaf.frozen, leaf.count
-        (Momentum(eta=0.01, rho=0.9), False, 0)
+        >>> leaf.rule, leaf.hyper, leaf.frozen, leaf.count
+        (Momentum(eta=0.01, rho=0.9), {'eta': 0.01, 'rho': 0.9}, False, 0)
         >>> fl.freeze_(leaf); leaf
         Leaf(Momentum(eta=0.01, rho=0.9), state=3 float32, frozen=True)
+        >>> jax.tree.leaves(leaf)
+        [Array([0., 0., 0.], dtype=float32)]
     """
 
-    __slots__ = ("root", "i")
+    __slots__ = ("root", "i", "_path", "_state")
 
-    def __init__(self, root: OptState, i: int) -> None:
-        self.root, self.i = root, i
+    def __init__(self, root: OptState | None, i: int, path: str | None = None, state: Any = None) -> None:
+        self.root, self.i, self._state = root, i, state
+        self._path = root.__dict__["_spec"].paths[i] if path is None else path
+
+    def _attached(self, what: str) -> OptState:
+        if self.root is None:
+            raise AttributeError(
+                f"this Leaf (at {self._path}) was built by a pytree function such as jax.tree.map and holds "
+                f"only its rule's state; ask the state tree from fl.setup for its {what}"
+            )
+        return self.root
 
     @property
     def rule(self) -> Any:
         """The rule, holding this Leaf's current hyperparameters."""
-        spec = self.root._spec
-        if spec.kind == "optax":
-            return describe(self.root)
-        return spec.rules[self.i].with_row(np.asarray(self.root._hyper)[self.i])
+        root = self._attached("rule")
+        return root._spec.engine.describe(root._states, root._hyper, self.i)
+
+    @property
+    def hyper(self) -> Any:
+        """The current hyperparameters, `{name: value}` (a schedule in force
+        shows as the schedule); for an OptimiserChain a tuple of such dicts,
+        one per rule in it; for an optax transformation, its injected ones."""
+        rule = self.rule
+        if not isinstance(rule, Rule):
+            return dict(rule.hyper)
+        out = tuple({n: getattr(r, n) for n in r.hyper} for r in _table.flat(rule))
+        return out[0] if len(out) == 1 and not hasattr(rule, "opts") else out
 
     @property
     def state(self) -> Any:
         """The rule's state for this array (Optimisers.jl's `Leaf.state`)."""
-        if self.root._spec.kind == "optax":
-            return leaf_state(self.root, self.i)
-        return self.root._states[self.i]
+        if self.root is None:
+            return self._state
+        return self.root._spec.engine.leaf_state(self.root._states, self.i)
 
     @property
     def frozen(self) -> bool:
-        return bool(np.asarray(self.root._counts)[self.i, 1])
+        """Whether `fl.freeze_` froze this Leaf."""
+        return bool(np.asarray(self._attached("frozen flag")._counts)[self.i, 1])
 
     @property
     def count(self) -> int:
         """How many updates this Leaf has taken."""
-        return int(np.asarray(self.root._counts)[self.i, 0])
+        return int(np.asarray(self._attached("step count")._counts)[self.i, 0])
 
     @property
     def path(self) -> str:
-        return self.root._spec.paths[self.i]
+        """Where this Leaf's array is in the model (`.layers[0].weight`)."""
+        return self._path
 
     def __repr__(self) -> str:
         st = jax.tree.leaves(self.state)
-        desc = ", ".join(f"{'×'.join(map(str, a.shape)) or 'scalar'} {a.dtype}" for a in st)
+        desc = ", ".join(f"{'×'.join(map(str, np.shape(a))) or 'scalar'} {getattr(a, 'dtype', type(a).__name__)}"
+                         for a in st)
         desc = f"({desc})" if len(st) > 1 else desc or "()"
+        if self.root is None:
+            return f"Leaf({self._path}, state={desc})"
         return f"Leaf({self.rule!r}, state={desc}{', frozen=True' if self.frozen else ''})"
+
+
+jax.tree_util.register_pytree_with_keys(
+    Leaf, lambda l: (((jax.tree_util.GetAttrKey("state"), l.state),), (l.i, l._path)),
+    lambda aux, ch: Leaf(None, aux[0], aux[1], ch[0]), lambda l: ((l.state,), (l.i, l._path)),
+)
 
 
 class StateView:
     """A subtree of an OptState (`state.layers.enc`): navigate it, or give it
     to `fl.adjust_`/`fl.freeze_`/`fl.thaw_` to change only its Leafs.
+
+    As a pytree it is the tree of its Leafs (Optimisers.jl's subtree), whose
+    arrays are their rules' states: `jax.tree.map(jnp.copy, state.layers.enc)`
+    snapshots them, and it maps together with a later view of the same part.
 
     Example:
         >>> import fluxlike as fl
@@ -205,21 +249,23 @@ class StateView:
           .layers[1].bias: Leaf(Descent(eta=0.1), state=())
     """
 
-    __slots__ = ("root", "node", "path")
+    __slots__ = ("root", "node", "path", "_kids")
 
-    def __init__(self, root: OptState, node: tuple, path: str) -> None:
-        self.root, self.node, self.path = root, node, path
+    def __init__(self, root: OptState | None, node: tuple, path: str, kids: tuple | None = None) -> None:
+        self.root, self.node, self.path, self._kids = root, node, path, kids
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _child(self.root, self.node, name, self.path)
+        return _child(self.root, self.node, name, self.path, kids=self._kids)
 
     def __getitem__(self, i: Any) -> Any:
-        return _child(self.root, self.node, i, self.path, True)
+        return _child(self.root, self.node, i, self.path, True, self._kids)
 
     def leaves(self) -> list[Leaf]:
         """Every Leaf in this subtree, in the model's order."""
+        if self._kids is not None:
+            return [l for l in jax.tree.leaves(self._kids, is_leaf=lambda x: isinstance(x, Leaf))]
         return [Leaf(self.root, i) for i in _indices(self.node)]
 
     def __repr__(self) -> str:
@@ -229,8 +275,42 @@ class StateView:
         return "\n".join(lines)
 
 
-def _child(root: OptState, node: tuple, key: Any, path: str, item: bool = False) -> Any:
-    """The part of the state at `key` below `node` (a Leaf, None or a StateView).
+def _view_children(v: StateView) -> tuple:
+    if v._kids is not None:
+        return v._kids
+    return tuple(_at(v.root, c, f"{v.path}{_sub(v.node[1], k)}") for k, c in zip(v.node[2], v.node[3]))
+
+
+def _view_keys(v: StateView) -> tuple:
+    kind, keys = v.node[1], v.node[2]
+    tu = jax.tree_util
+    mk = (lambda k: tu.DictKey(k)) if kind == "dict" else (lambda k: tu.SequenceKey(k)) if kind == "seq" \
+        else (lambda k: tu.SequenceKey(k) if isinstance(k, int) else tu.GetAttrKey(k))
+    return tuple((mk(k), c) for k, c in zip(keys, _view_children(v))), (v.node, v.path)
+
+
+jax.tree_util.register_pytree_with_keys(
+    StateView, _view_keys, lambda aux, ch: StateView(None, aux[0], aux[1], tuple(ch)),
+    lambda v: (_view_children(v), (v.node, v.path)),
+)
+
+
+def _sub(kind: str, key: Any) -> str:
+    if isinstance(key, str):
+        return f"[{key!r}]" if kind == "dict" else f".{key}"
+    return f"[{int(key)}]"
+
+
+def _at(root: OptState | None, child: tuple, path: str) -> Any:
+    """The state at a mirror node: None, a Leaf or a StateView."""
+    if child[0] == "leaf":
+        return None if child[1] is None else Leaf(root, child[1])
+    return StateView(root, child, path)
+
+
+def _child(root: OptState | None, node: tuple, key: Any, path: str, item: bool = False, kids: tuple | None = None) -> Any:
+    """The part of the state at `key` below `node` (a Leaf, None or a StateView;
+    `kids` are a detached view's children).
 
     `item` (from `[...]`): a module with a single container field is indexed
     through it, as `model[0]` indexes a Chain's `layers`."""
@@ -240,23 +320,21 @@ def _child(root: OptState, node: tuple, key: Any, path: str, item: bool = False)
     if isinstance(key, str):
         ok = kind in ("module", "named", "dict") and key in keys
         j = keys.index(key) if ok else -1
-        sub = f".{key}" if kind != "dict" else f"[{key!r}]"
     elif isinstance(key, (int, np.integer)) and kind in ("seq", "named"):
         j = int(key) + (len(children) if key < 0 else 0)
         ok = 0 <= j < len(children)
-        sub = f"[{int(key)}]"
     else:
         ok = False
     if not ok and item and kind == "module" and len(children) == 1 and children[0][0] == "node":
-        return _child(root, children[0], key, f"{path}.{keys[0]}", item)
+        inner = None if kids is None else kids[0]._kids
+        return _child(root, children[0], key, f"{path}.{keys[0]}", item, inner)
     if not ok:
         raise AttributeError(
             f"state{path} has no {key!r}; it mirrors the model, whose entries here are {list(keys)}"
         )
-    child = children[j]
-    if child[0] == "leaf":
-        return None if child[1] is None else Leaf(root, child[1])
-    return StateView(root, child, path + sub)
+    if kids is not None:
+        return kids[j]
+    return _at(root, children[j], path + _sub(kind, key))
 
 
 def _indices(node: tuple) -> Iterator[int]:
@@ -311,10 +389,6 @@ def _mirror(tree: Any, mask: list[bool], leaves: list, pos: list[int], owner: di
     return ("node", kind, tuple(names), kids)
 
 
-def _is_optax(tx: Any) -> bool:
-    return callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))
-
-
 def setup(rule: Any, model: Any) -> OptState:
     """The optimiser state for `model`: a Leaf per trainable array, holding
     `rule`, the rule's state, its hyperparameters and a frozen flag.
@@ -342,7 +416,7 @@ def setup(rule: Any, model: Any) -> OptState:
             f"setup: fl.{rule.__name__} is a rule class; pass fl.{rule.__name__}() (an instance), "
             f"e.g. fl.setup(fl.{rule.__name__}(), model)"
         )
-    if not isinstance(rule, Rule) and not _is_optax(rule):
+    if not isinstance(rule, Rule) and not is_optax(rule):
         raise TypeError(
             f"setup: expected a fluxlike rule such as fl.Adam() or an optax GradientTransformation, got {rule!r}"
         )
@@ -359,233 +433,81 @@ def setup(rule: Any, model: Any) -> OptState:
     index = tuple(tuple(o) for o in order)
     paths = tuple(keystr(pairs[o[0]][0]) for o in index)
     xs = [jnp.asarray(leaves[o[0]]) for o in index]
+    engine = RuleEngine(rule, paths) if isinstance(rule, Rule) else OptaxEngine(rule, paths)
+    states, hyper = engine.setup(xs)
     counts = jnp.zeros((len(index), 2), jnp.int32)
-    dtype = jnp.result_type(float)
-    if not isinstance(rule, Rule):
-        states, wrapper = setup_optax(rule, xs, paths)
-        hyper = jnp.zeros((len(index), 0), dtype)
-        return _make(states, hyper, counts, _Spec(len(leaves), index, (wrapper,) * len(index), paths, mirror, "optax"))
-    states = tuple(rule.state(x) for x in xs)
-    row = rule.row()
-    hyper = jnp.asarray(np.asarray([row] * len(index), dtype=np.float64).reshape(len(index), len(row)), dtype)
-    return _make(states, hyper, counts, _Spec(len(leaves), index, (rule,) * len(index), paths, mirror, "rule"))
+    return _make(states, hyper, counts, _Spec(len(leaves), index, paths, mirror, engine))
 
 
 # ---------------------------------------------------------------------------
-# update
+# the internal API: how the rest of the package reads and rebuilds an OptState
 
 
-def _grads_like(treedef: Any, grads: Any) -> list:
-    try:
-        return treedef.flatten_up_to(grads)
-    except (ValueError, TypeError) as e:
-        raise ValueError(
-            "update: the gradient does not have the model's structure. Pass the "
-            "gradient of the model itself, e.g. `fl.gradient(lambda m: loss(m(x), y), "
-            f"model)[0]`. ({e})"
-        ) from None
+def arrays(state: OptState) -> tuple[Any, jax.Array, jax.Array]:
+    """`(states, hyper, counts)`: the rule states, the hyperparameter table
+    (a row per Leaf) and the `[step count, frozen]` table."""
+    d = state.__dict__
+    return d["_states"], d["_hyper"], d["_counts"]
 
 
-def _gathered(spec: _Spec, leaves: list, g: list) -> tuple[list, list, list]:
-    """The Leafs that have a gradient: their indices, parameters and gradients
-    (summed over tied places, in the parameter's dtype)."""
-    active, xs, dxs = [], [], []
-    for i, idx in enumerate(spec.index):
-        gs = [g[p] for p in idx if g[p] is not None]
-        if not gs:
-            continue  # no gradient: skip this Leaf entirely
-        x = jnp.asarray(leaves[idx[0]])
-        dx = jnp.asarray(gs[0])
-        for more in gs[1:]:
-            dx = dx + more
-        if tuple(dx.shape) != tuple(x.shape):
-            raise ValueError(
-                f"update: the gradient at model{spec.paths[i]} has shape {tuple(dx.shape)} "
-                f"but the parameter has shape {tuple(x.shape)}"
-            )
-        active.append(i)
-        xs.append(x)
-        dxs.append(dx.astype(x.dtype))
-    return active, xs, dxs
+def spec_of(state: OptState) -> _Spec:
+    """The static part: the model's shape, each Leaf's model positions and path, the engine."""
+    return state.__dict__["_spec"]
 
 
-def _step(state: OptState, model: Any, grads: Any, collect: bool, ok: Any = None) -> tuple[OptState, Any, Any]:
-    """`(new_state, new_model, report)`; `report` is None or, for rules that
-    raise on a non-finite norm, `(bad, norm)` vectors over the Leafs. With
-    `ok` (a boolean scalar) False, every Leaf behaves as frozen: train_ skips
-    a non-finite step this way, inside the rule, where it costs nothing."""
-    spec = state._spec
-    leaves, treedef = jax.tree.flatten(model)
-    if len(leaves) != spec.n:
-        raise ValueError(
-            f"update: the model has {len(leaves)} arrays but the state was set up for a "
-            f"model with {spec.n}; call fl.setup again for this model"
+def engine(state: OptState) -> Engine:
+    """What the states and the hyperparameter table mean (`_engine.py`)."""
+    return state.__dict__["_spec"].engine
+
+
+def positions(state: OptState) -> frozenset:
+    """The model positions (flat leaf numbers) whose arrays the optimiser updates."""
+    return state.__dict__["_spec"].positions
+
+
+def rebuilt(state: OptState, states: Any = None, hyper: Any = None, counts: Any = None) -> OptState:
+    """A new OptState with the same spec and the given arrays replaced."""
+    old = arrays(state)
+    return _make(old[0] if states is None else states, old[1] if hyper is None else hyper,
+                 old[2] if counts is None else counts, state.__dict__["_spec"])
+
+
+def rebind_(state: OptState, states: Any = None, hyper: Any = None, counts: Any = None) -> None:
+    """Replace the given arrays of `state` in place."""
+    d = state.__dict__
+    for name, v in (("_states", states), ("_hyper", hyper), ("_counts", counts)):
+        if v is not None:
+            d[name] = v
+
+
+def assign_(state: OptState, new: OptState) -> None:
+    """Rebind `state`'s arrays to `new`'s (same spec)."""
+    rebind_(state, *arrays(new))
+
+
+def target(tree: Any, fn: str) -> tuple[OptState, list[int]]:
+    """The whole state and the Leaf numbers of `tree` (the state, a StateView or a Leaf)."""
+    if isinstance(tree, OptState):
+        return tree, list(range(len(tree._spec.index)))
+    if isinstance(tree, (StateView, Leaf)) and tree.root is None:
+        raise TypeError(
+            f"{fn}: this part of the state (at {tree.path}) was built by a pytree function such as "
+            "jax.tree.map and is not attached to a state tree; pass a part of the state from fl.setup"
         )
-    if grads is None:
-        return state, model, None
-    g = _grads_like(treedef, grads)
-    active, xs, dxs = _gathered(spec, leaves, g)
-    if not active:
-        return state, model, None
-    counts = state._counts
-    sel = slice(None) if len(active) == len(spec.index) else np.asarray(active)
-    frozen = counts[sel, 1] != 0
-    if ok is not None:
-        frozen = frozen | ~ok
-    if spec.kind == "optax":
-        states, new_xs = update_optax(state, leaves, active, xs, dxs, frozen)
-        report = None
-    else:
-        states, new_xs, report = _run_rule(state, active, sel, xs, dxs, frozen, collect)
-    new_leaves = list(leaves)
-    for i, xn in zip(active, new_xs):
-        for p in spec.index[i]:
-            new_leaves[p] = xn
-    step = (~frozen).astype(counts.dtype)
-    if isinstance(sel, slice):  # every Leaf: one elementwise add, done in place
-        counts = counts + jnp.stack([step, jnp.zeros_like(step)], axis=1)
-    else:
-        counts = counts.at[sel, 0].add(step)
-    return _make(states, state._hyper, counts, spec), jax.tree.unflatten(treedef, new_leaves), report
-
-
-def _run_rule(state: OptState, active: list, sel: Any, xs: list, dxs: list, frozen: Any, collect: bool) -> tuple:
-    """The rule over the active Leafs: `(all states, their new arrays, report)`."""
-    spec = state._spec
-    rule, counts = spec.rules[0], state._counts
-    table = state._hyper if isinstance(sel, slice) else state._hyper[sel]
-    hs = HVec(rule.read(table.T)[0], len(active))  # a column at a time, not a Leaf at a time
-    ts = counts[sel, 0] + 1
-    ctx = Ctx(len(active), collect and spec.checks)
-    sts = [state._states[i] for i in active]
-    new_s, out, _, live = rule.run(hs, sts, xs, dxs, ts, [~f for f in frozen], ctx)
-    states = list(state._states)
-    new_xs = []
-    for k, i in enumerate(active):
-        states[i] = new_s[k]
-        new_xs.append(select(live[k], (xs[k] - out[k]).astype(xs[k].dtype), xs[k]))
-    report = None
-    if ctx.bad is not None:
-        no = jnp.zeros((), bool)
-        bad = jnp.zeros(len(spec.index), bool).at[sel].set(jnp.stack([no if b is None else b for b in ctx.bad]))
-        nrm = jnp.zeros(len(spec.index)).at[sel].set(jnp.stack([0.0 if v is None else v for v in ctx.norm]))
-        report = (bad, nrm)
-    return tuple(states), new_xs, report
-
-
-def _update(state: OptState, model: Any, grads: Any, ok: Any = None) -> tuple[OptState, Any]:
-    """One step, pure and traceable (the body of `update` and of train_'s
-    step); `ok` False skips it (see `_step`)."""
-    new_state, new_model, _ = _step(state, model, grads, False, ok)
-    return new_state, new_model
-
-
-_update_jit = jax.jit(lambda state, model, grads: _step(state, model, grads, True))
-
-
-def _raise_nonfinite(spec: _Spec, report: Any) -> None:
-    """Raise if a rule with `throw=True` met a non-finite norm (one sync, only
-    for such rules): Optimisers.jl's DomainError, before anything changes."""
-    if report is None:
-        return
-    bad, nrm = jax.device_get(report)
-    if not bad.any():
-        return
-    i = int(np.argmax(bad))
-    throwing = [r for r in spec.rules[i].rules() if getattr(r, "throw", False)]
-    names = " or ".join(dict.fromkeys(type(r).__name__ for r in throwing))
-    where = "of the whole model" if all(type(r).__name__ == "ClipGlobalNorm" for r in throwing) \
-        else f"at model{spec.paths[i]}"
-    raise FloatingPointError(
-        f"{names}: the gradient {where} has {throwing[0].p}-norm {float(nrm[i])}; nothing was updated. "
-        "Pass throw=False to scale it anyway."
+    if isinstance(tree, StateView):
+        return tree.root, list(_indices(tree.node))
+    if isinstance(tree, Leaf):
+        return tree.root, [tree.i]
+    raise TypeError(
+        f"{fn}: expected the state tree from fl.setup or a part of it (state.layers[0]), "
+        f"got {type(tree).__name__}"
     )
 
 
-def _check_state(state: Any, fn: str) -> OptState:
+def whole_state(state: Any, fn: str) -> OptState:
+    """`state` if it is a whole OptState, else a TypeError saying what to pass."""
     if isinstance(state, OptState):
         return state
     if isinstance(state, (StateView, Leaf)):
         raise TypeError(f"{fn}: pass the whole state tree from fl.setup, not the subtree at {state.path}")
     raise TypeError(f"{fn}: expected the state tree from fl.setup(rule, model), got {type(state).__name__}")
-
-
-def update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
-    """One optimiser step: `(new_state, new_model)`, leaving the inputs untouched.
-
-    Pure and jittable. A frozen Leaf keeps its parameter and state; a None
-    gradient skips its Leaf (state and step count do not advance).
-
-    Args:
-        state: from `fl.setup(rule, model)`.
-        model: the model.
-        grads: the gradient of the model, e.g. `fl.gradient(f, model)[0]`.
-
-    Example:
-        >>> import jax.numpy as jnp, fluxlike as fl
-        >>> model = {"w": jnp.array([1.0, 2.0])}
-        >>> state = fl.setup(fl.Descent(0.1), model)
-        >>> state, new = fl.update(state, model, {"w": jnp.array([1.0, 1.0])})
-        >>> new["w"], model["w"]
-        (Array([0.9, 1.9], dtype=float32), Array([1., 2.], dtype=float32))
-    """
-    state = _check_state(state, "update")
-    if tracing():
-        return _update(state, model, grads)
-    if grads is None:
-        return state, model
-    new_state, new_model, report = _update_jit(state, model, grads)
-    _raise_nonfinite(state._spec, report)
-    return new_state, new_model
-
-
-def update_(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
-    """`update` in place: rebinds the arrays inside `state` and `model` (which
-    keep their identity) and returns them. Refuses to run under a trace.
-
-    Tied weights get one new array object at all their places.
-
-    Args:
-        state: from `fl.setup(rule, model)`.
-        model: the model (a Module or a dict/list of arrays).
-        grads: the gradient of the model.
-
-    Example:
-        >>> import jax.numpy as jnp, fluxlike as fl
-        >>> model = fl.Dense(2, 1)
-        >>> state = fl.setup(fl.Descent(0.1), model)
-        >>> grads = fl.gradient(lambda m: m(jnp.ones(2)).sum(), model)
-        >>> s2, m2 = fl.update_(state, model, grads[0])
-        >>> m2 is model, s2 is state, model.bias
-        (True, True, Array([-0.1], dtype=float32))
-    """
-    state = _check_state(state, "update_")
-    if tracing():
-        raise RuntimeError(
-            "fl.update_ changes its arguments in place and cannot run inside jax.jit or "
-            "another transformation. Inside a compiled step use the pure form:\n"
-            "    opt_state, model = fl.update(opt_state, model, grads)"
-        )
-    if grads is None:
-        return state, model
-    new_state, new_model, report = _update_jit(state, model, grads)
-    _raise_nonfinite(state._spec, report)
-    if new_model is not model:
-        new_leaves = jax.tree.leaves(new_model)
-        for idx in state._spec.index:  # tied weights stay one object
-            for p in idx[1:]:
-                new_leaves[p] = new_leaves[idx[0]]
-        out = set_leaves_(model, new_leaves)
-        if out is not model:
-            raise TypeError(
-                "update_: the model is a tuple or an array, which cannot change in place; "
-                "use `state, model = fl.update(state, model, grads)`"
-            )
-    assign_(state, new_state)
-    return state, model
-
-
-def assign_(state: OptState, new: OptState) -> None:
-    """Rebind `state`'s arrays to `new`'s (same spec)."""
-    d = state.__dict__
-    d["_states"], d["_hyper"], d["_counts"] = new._states, new._hyper, new._counts

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .rule import Ctx, HVec, Hyper, Rule, cast, keep
+from ._batch import Batch, Ctx, keep
+from .rule import Hyper, Rule, cast
 from .rules import Out, _nonneg, _zeros
 
 __all__ = ["WeightDecay", "SignDecay", "ClipGrad", "ClipNorm", "ClipGlobalNorm", "AccumGrad", "OptimiserChain"]
@@ -52,8 +53,8 @@ class SignDecay(Rule):
         lambd: decay, >= 0.
 
     Example:
-        >>> from fluxlike.optimise.transforms import SignDecay
-        >>> SignDecay()
+        >>> import fluxlike as fl
+        >>> fl.SignDecay()
         SignDecay(lambd=0.001)
     """
 
@@ -199,15 +200,15 @@ class ClipNorm(_NormRule):
         ClipNorm: the gradient at model['w'] has 2.0-norm inf; nothing was updated. Pass throw=False to scale it anyway.
     """
 
-    def run(self, hs: list, states: list, xs: list, dxs: list, ts: list, live: list, ctx: Ctx) -> tuple[list, list, list, list]:
+    def run(self, batch: Batch, ctx: Ctx) -> Batch:
         out = []
-        for k, (h, dx, ok) in enumerate(zip(hs, dxs, live)):
+        for k, (h, dx, ok) in enumerate(zip(batch.h, batch.dxs, batch.live)):
             nrm = _combine([_partial(dx, self.p)], self.p)
             out.append(_clipped(h["omega"], nrm, dx, self.throw))
             if self.throw:
                 bad = ~jnp.isfinite(nrm)
                 ctx.report(k, bad if ok is None else bad & ok, nrm)
-        return states, out, ts, live
+        return batch._replace(dxs=out)
 
 
 class ClipGlobalNorm(_NormRule):
@@ -227,32 +228,31 @@ class ClipGlobalNorm(_NormRule):
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
-        >>> from fluxlike.optimise.transforms import ClipGlobalNorm
         >>> model = {"a": jnp.zeros(1), "b": jnp.zeros(1)}
-        >>> state = fl.setup(ClipGlobalNorm(1.0), model)
+        >>> state = fl.setup(fl.ClipGlobalNorm(1.0), model)
         >>> new = fl.update(state, model, {"a": jnp.array([3.0]), "b": jnp.array([4.0])})[1]
         >>> new["a"], new["b"]
         (Array([-0.6], dtype=float32), Array([-0.8], dtype=float32))
     """
 
-    def run(self, hs: list, states: list, xs: list, dxs: list, ts: list, live: list, ctx: Ctx) -> tuple[list, list, list, list]:
+    def run(self, batch: Batch, ctx: Ctx) -> Batch:
         p = self.p
         parts = []
-        for dx, ok in zip(dxs, live):
+        for dx, ok in zip(batch.dxs, batch.live):
             q = _partial(dx, p)
             parts.append(q if ok is None else jnp.where(ok, q, _identity(p, q.dtype)))
         if not parts:
-            return states, dxs, ts, live
+            return batch
         nrm = _combine(parts, p)
         if self.throw:
             _raise_now(~jnp.isfinite(nrm), "ClipGlobalNorm: the gradient of the whole model", p, nrm)
         out = []
-        for k, (h, dx, ok) in enumerate(zip(hs, dxs, live)):
+        for k, (h, dx, ok) in enumerate(zip(batch.h, batch.dxs, batch.live)):
             out.append(_clipped(h["omega"], nrm, dx, self.throw))
             if self.throw:
                 bad = ~jnp.isfinite(nrm)
                 ctx.report(k, bad if ok is None else bad & ok, nrm)
-        return states, out, ts, live
+        return batch._replace(dxs=out)
 
 
 # ---------------------------------------------------------------------------
@@ -276,9 +276,8 @@ class AccumGrad(Rule):
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
-        >>> from fluxlike.optimise.transforms import AccumGrad
         >>> model = {"w": jnp.zeros(1)}
-        >>> state = fl.setup(fl.OptimiserChain(AccumGrad(2), fl.Descent(0.1)), model)
+        >>> state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Descent(0.1)), model)
         >>> state, model = fl.update(state, model, {"w": jnp.array([1.0])})
         >>> model["w"]
         Array([0.], dtype=float32)
@@ -318,16 +317,16 @@ class AccumGrad(Rule):
     def t_after(self, h: Hyper, t: Any) -> Any:
         return (t - 1) // self._n(h, t) + 1
 
-    def run(self, hs: list, states: list, xs: list, dxs: list, ts: list, live: list, ctx: Ctx) -> tuple[list, list, list, list]:
+    def run(self, batch: Batch, ctx: Ctx) -> Batch:
         new_s, new_t, new_live = [], [], []
-        for h, acc, dx, t, ok in zip(hs, states, dxs, ts, live):
+        for h, acc, dx, t, ok in zip(batch.h, batch.states, batch.dxs, batch.ts, batch.live):
             hi = jnp.promote_types(acc.dtype, jnp.float32)
             acc2, emit = self._accumulate(h, acc.astype(hi), dx.astype(hi), t)
             acc2 = acc2.astype(acc.dtype)
             new_s.append(acc2 if ok is None else keep(ok, acc2, acc))
             new_t.append(self.t_after(h, t))
             new_live.append(emit if ok is None else ok & emit)
-        return new_s, new_s, new_t, new_live
+        return batch._replace(states=new_s, dxs=new_s, ts=new_t, live=new_live)
 
 
 class OptimiserChain(Rule):
@@ -356,58 +355,24 @@ class OptimiserChain(Rule):
                 )
         self.opts = tuple(rules)
 
-    def rules(self) -> tuple[Rule, ...]:
-        return tuple(s for r in self.opts for s in r.rules())
-
     @property
     def descent(self) -> bool:  # type: ignore[override]
         return any(r.descent for r in self.opts)
 
-    def slots(self) -> tuple[tuple[str, int], ...]:
-        return tuple(s for r in self.opts for s in r.slots())
-
-    def schedules(self) -> tuple:
-        return ()
-
-    def read(self, row: Any, offset: int = 0) -> tuple[Any, int]:
-        hs = []
-        for r in self.opts:
-            h, offset = r.read(row, offset)
-            hs.append(h)
-        return hs, offset
-
-    def row(self) -> list[float]:
-        return [v for r in self.opts for v in r.row()]
-
-    def with_row(self, row: Any, offset: int = 0) -> Rule:
-        opts = []
-        for r in self.opts:
-            opts.append(r.with_row(row, offset))
-            offset += r.width()
-        return OptimiserChain(*opts)
-
-    def key(self) -> tuple:
-        return (OptimiserChain, tuple(r.key() for r in self.opts))
-
     def state(self, x: jax.Array) -> tuple:
         return tuple(r.state(x) for r in self.opts)
 
-    def t_after(self, h: Any, t: Any) -> Any:
-        for r, hr in zip(self.opts, h):
-            t = r.t_after(hr, t)
-        return t
-
-    def run(self, hs: list, states: list, xs: list, dxs: list, ts: list, live: list, ctx: Ctx) -> tuple[list, list, list, list]:
-        new: list[list] = [[] for _ in dxs]
+    def run(self, batch: Batch, ctx: Ctx) -> Batch:
+        """Optimisers.jl's fold: each member's step on the previous one's output."""
+        states, cur = [], batch
         for j, r in enumerate(self.opts):
-            hj = hs.member(j) if isinstance(hs, HVec) else [h[j] for h in hs]
-            sub, dxs, ts, live = r.run(hj, [s[j] for s in states], xs, dxs, ts, live, ctx)
-            for acc, s in zip(new, sub):
-                acc.append(s)
-        return [tuple(s) for s in new], dxs, ts, live
+            cur = r.run(cur._replace(h=batch.h, states=batch.states).member(j), ctx)
+            states.append(cur.states)
+        return cur._replace(h=batch.h, states=[tuple(s) for s in zip(*states)] if states else [() for _ in batch.dxs])
 
     def apply(self, h: Any, state: Any, x: jax.Array, dx: jax.Array, t: jax.Array) -> Out:
-        (s,), (d,), _, (ok,) = self.run([h], [state], [x], [dx], [t], [None], Ctx(1, False))
+        out = self.run(Batch([h], [state], [x], [dx], [t], [None]), Ctx(1, False))
+        (s,), (d,), (ok,) = out.states, out.dxs, out.live
         return s, d if ok is None else jnp.where(ok, d, jnp.zeros_like(d))
 
     def __repr__(self) -> str:

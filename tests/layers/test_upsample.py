@@ -4,7 +4,6 @@ Layout: fluxlike is NHWC, PyTorch NCHW. A Julia array (d1, d2, C, N) is
 (N, d2, d1, C) here: Julia's first axis is our last spatial axis.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

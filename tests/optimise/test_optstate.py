@@ -213,3 +213,59 @@ def test_update_errors():
         fl.setup("adam", model)
     with pytest.raises(TypeError, match=r"fl.Adam is a rule class; pass fl.Adam\(\) \(an instance\)"):
         fl.setup(fl.Adam, model)
+
+
+# --- parts of the state are pytrees of their Leafs (Optimisers.jl's subtrees) ---
+
+
+def test_a_subtree_flattens_to_its_leafs_rule_states():
+    model = fl.Chain(enc=fl.Dense(3, 2), dec=fl.Dense(2, 3))
+    state = fl.setup(fl.Adam(0.1, (0.9, 0.99)), model)
+    g = fl.gradient(lambda m: loss(m(X), Y), model)[0]
+    state, model = fl.update(state, model, g)
+    got = jax.tree.leaves(state.layers.enc)
+    # Adam's first step from zero moments: m = (1-b1) g, v = (1-b2) g^2 (numpy)
+    gw, gb = np.asarray(g.layers.enc.weight), np.asarray(g.layers.enc.bias)
+    want = [0.1 * gw, 0.01 * gw**2, 0.1 * gb, 0.01 * gb**2]
+    assert len(got) == 4
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state.layers.enc)[0]]
+    assert paths[0].startswith(".weight.state") and paths[2].startswith(".bias.state")
+    assert jax.tree.leaves(state.layers.enc.weight) == got[:2]
+
+
+def test_a_snapshot_of_a_subtree_maps_with_the_live_subtree_after_adjust_and_freeze():
+    model = net()
+    state = fl.setup(RULE, model)
+    g = fl.gradient(lambda m: loss(m(X), Y), model)[0]
+    state, model = fl.update(state, model, g)
+    snap = jax.tree.map(np.array, state.layers.enc)  # detached copies
+    before = [np.array(a) for a in jax.tree.leaves(state.layers.enc)]
+    fl.adjust_(state, 0.5)
+    fl.freeze_(state.layers.enc.bias)
+    state, model = fl.update(state, model, g)
+    diff = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(), state.layers.enc, snap)
+    assert jax.tree.leaves(diff.bias) == [0.0, 0.0]  # frozen: AdamW's moments bit-identical (ClipNorm has no state)
+    assert all(d > 0 for d in jax.tree.leaves(diff.weight))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(snap), before))  # the copy did not move
+    with pytest.raises(AttributeError, match=r"\(at \.layers\.enc\.weight\) was built by a pytree function"):
+        snap.weight.rule
+    with pytest.raises(TypeError, match=r"adjust_: this part of the state \(at \.layers\.enc\) was built by"):
+        fl.adjust_(snap, 0.1)
+
+
+def test_leaf_reads_its_rule_hyperparameters_state_and_flags():
+    model = {"w": jnp.ones(2)}
+    state = fl.setup(fl.Momentum(0.1, 0.8), model)
+    leaf = state["w"]
+    assert leaf.hyper == {"eta": 0.1, "rho": 0.8}
+    fl.adjust_(leaf, rho=0.5)
+    assert state["w"].hyper == {"eta": 0.1, "rho": 0.5} and state["w"].rule == fl.Momentum(0.1, 0.5)
+    chain = fl.setup(fl.OptimiserChain(fl.ClipGrad(2.0), fl.Descent(0.3)), model)
+    assert chain["w"].hyper == ({"delta": 2.0}, {"eta": 0.3})
+    import optax
+    ox = fl.setup(optax.inject_hyperparams(optax.adam)(learning_rate=0.02), model)
+    assert ox["w"].hyper["learning_rate"] == pytest.approx(0.02)
+    leaves = jax.tree.leaves(ox["w"])  # optax's mu and nu for this array
+    assert len(leaves) == 2 and all(a.shape == (2,) for a in leaves)

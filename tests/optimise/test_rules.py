@@ -124,12 +124,13 @@ _ORACLE64 = textwrap.dedent("""
     import numpy as np, jax, jax.numpy as jnp
     sys.path.insert(0, sys.argv[1])
     import reference as R
+    from fluxlike.optimise import _table
     from optimise_cases import ORACLE, gradients
     assert jnp.zeros(1).dtype == jnp.float64
     gws, w0 = gradients(24, seed=1), np.random.default_rng(3).normal(size=(5, 3))
     out = {}
     for name, rule, ref in ORACLE:
-        x, s, h = jnp.asarray(w0), rule.state(jnp.asarray(w0)), rule.read(jnp.asarray(rule.row()))[0]
+        x, s, h = jnp.asarray(w0), rule.state(jnp.asarray(w0)), _table.read(rule, jnp.asarray(_table.row(rule)))[0]
         for t, g in enumerate(gws, 1):
             s, dx = rule.apply(h, s, x, jnp.asarray(g), jnp.asarray(t, jnp.int32))
             x = x - dx

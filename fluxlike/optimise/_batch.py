@@ -1,0 +1,255 @@
+"""The batch engine: a rule applied to all the Leafs one update changes, at once.
+
+`update` hands a rule a `Batch` (the hyperparameters as vectors, and per
+Leaf its state, parameter, gradient, step count and whether it updates) and
+gets one back. `Rule.run(batch, ctx)` is that step; its default, `each`,
+applies the rule's per-array `apply` (or `advance`/`output`) to every Leaf.
+Rules that need all arrays at once (ClipGlobalNorm), a report (ClipNorm) or
+that hold later rules back (AccumGrad) override `run`; a chain folds its
+members' `run` over the batch.
+
+Per-step scalars derived from the hyperparameters (schedules' values, Adam's
+`beta^t` and bias corrections) are computed here once for all Leafs, as
+vectors: one small kernel instead of one per Leaf.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import _table
+
+__all__ = ["Batch", "Ctx", "Derived", "H", "HVec", "each", "keep", "select"]
+
+
+class Batch(NamedTuple):
+    """What one rule sees in one update: per Leaf (lists of one length),
+
+    - `h`: the hyperparameters (an `HVec`, or a list of `h` dicts),
+    - `states`: the rule's states,
+    - `xs`, `dxs`: the parameters and the incoming gradients,
+    - `ts`: the 1-based step counts,
+    - `live`: None (always updating) or a boolean scalar, False where the
+      Leaf is frozen or an AccumGrad before this rule is still accumulating
+      (the state is then kept bit-identical).
+
+    A rule's `run` returns the batch with new `states` and `dxs` (and, for
+    AccumGrad, the `ts` and `live` the rules after it see).
+    """
+
+    h: Any
+    states: list
+    xs: list
+    dxs: list
+    ts: Any
+    live: list
+
+    def member(self, j: int) -> Batch:
+        """The part of a chain's batch that its `j`-th member sees."""
+        h = self.h.member(j) if isinstance(self.h, HVec) else [h[j] for h in self.h]
+        return self._replace(h=h, states=[s[j] for s in self.states])
+
+
+class Ctx:
+    """What one update collects while it is traced: for each Leaf being
+    updated, whether a rule with `throw=True` met a non-finite norm, and the norm."""
+
+    __slots__ = ("bad", "norm")
+
+    def __init__(self, n: int, collect: bool) -> None:
+        self.bad: list | None = [None] * n if collect else None
+        self.norm: list = [None] * n
+
+    def report(self, k: int, bad: jax.Array, norm: jax.Array) -> None:
+        """Record for the `k`-th Leaf being updated whether `norm` was non-finite."""
+        if self.bad is None:
+            return
+        if self.bad[k] is None:
+            self.bad[k], self.norm[k] = bad, norm
+        else:  # keep the first non-finite norm
+            self.norm[k] = jnp.where(self.bad[k], self.norm[k], norm)
+            self.bad[k] = self.bad[k] | bad
+
+
+class Derived(NamedTuple):
+    """Adam's per-step scalars for one Leaf: `powers = (b1^t, b2^t)` and the
+    bias corrections `corrections = (1/(1-b1^t), 1/(1-b2^t))`."""
+
+    powers: tuple
+    corrections: tuple
+
+
+class H(dict):
+    """One Leaf's hyperparameters, `{name: scalar}` (pairs as tuples), plus
+    the `derived` scalars the engine computed for it (None if none)."""
+
+    derived: Derived | None = None
+
+
+class HVec:
+    """The hyperparameters of several Leafs as vectors, one entry per Leaf
+    (what `update` reads from the table, a column at a time). Indexing gives
+    one Leaf's `h`, whose entries are sliced out only when a rule reads them."""
+
+    __slots__ = ("vec", "derived", "n")
+
+    def __init__(self, vec: Any, n: int, derived: Derived | None = None) -> None:
+        self.vec, self.n, self.derived = vec, n, derived
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> Any:
+        return _leaf_h(self.vec, self.derived, k)
+
+    def __iter__(self) -> Any:
+        return (self[k] for k in range(self.n))
+
+    def member(self, j: int) -> HVec:
+        """A chain member's hyperparameters."""
+        return HVec(self.vec[j], self.n)
+
+
+class _LazyH(H):
+    """One Leaf's `h`: entries of the vectors, sliced when first read."""
+
+    __slots__ = ("_vec", "_k", "_derived")
+
+    def __init__(self, vec: dict, derived: Derived | None, k: int) -> None:
+        super().__init__()  # empty until read
+        self._vec, self._k, self._derived = vec, k, derived
+
+    @property  # type: ignore[override]
+    def derived(self) -> Derived | None:
+        d = self._derived
+        return None if d is None else jax.tree.map(lambda a: a[self._k], d)
+
+    def __missing__(self, name: str) -> Any:
+        v = jax.tree.map(lambda a: a[self._k], self._vec[name])
+        self[name] = v
+        return v
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._vec
+
+    def keys(self) -> Any:
+        return self._vec.keys()
+
+    def __iter__(self) -> Any:
+        return iter(self._vec)
+
+    def __len__(self) -> int:
+        return len(self._vec)
+
+    def items(self) -> Any:
+        return ((n, self[n]) for n in self._vec)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self._vec else default
+
+
+def _leaf_h(vec: Any, derived: Derived | None, k: int) -> Any:
+    if isinstance(vec, dict):
+        return _LazyH(vec, derived, k)
+    return [_leaf_h(v, None, k) for v in vec]  # a chain: one h per member
+
+
+# ---------------------------------------------------------------------------
+# the default run: the per-array step on every Leaf
+
+
+def each(rule: Any, batch: Batch, ctx: Ctx) -> Batch:
+    """`rule`'s per-array step on every Leaf of `batch` (the default `Rule.run`).
+
+    A rule with `advance`/`output` keeps a frozen Leaf's state before the
+    output reads it, which lets XLA update the state in place."""
+    hs = prepared(rule, batch.h, batch.ts)
+    split = rule.split
+    new_s, new_d = [], []
+    for h, s, x, dx, t, ok in zip(hs, batch.states, batch.xs, batch.dxs, batch.ts, batch.live):
+        if split:
+            s2 = precise(rule.advance, h, s, x, dx, t, s)
+            if ok is not None:
+                s2 = keep(ok, s2, s)
+            d2 = precise(rule.output, h, s2, x, dx, t, dx)
+        else:
+            s2, d2 = precise(rule.apply, h, s, x, dx, t, (s, dx))
+            if ok is not None:
+                s2 = keep(ok, s2, s)
+        new_s.append(s2)
+        new_d.append(d2)
+    return batch._replace(states=new_s, dxs=new_d)
+
+
+def prepared(rule: Any, hs: Any, ts: Any) -> HVec:
+    """The batch's hyperparameters as vectors over its Leafs, schedules
+    evaluated and Adam's `Derived` scalars computed once for all Leafs
+    (the table is read a column at a time, not a Leaf at a time)."""
+    n = len(hs)
+    if not n:
+        return HVec({}, 0)
+    tv = ts if isinstance(ts, jax.Array) and ts.ndim == 1 else jnp.stack([jnp.asarray(t) for t in ts])
+    if isinstance(hs, HVec):
+        hv = hs.vec
+    else:
+        hv = jax.tree.map(lambda *v: jnp.stack([jnp.asarray(e) for e in v]), *hs)
+    hv = resolve(rule, hv, tv)
+    derived = None
+    if "beta" in rule.hyper and isinstance(hv.get("beta"), tuple):
+        tt = tv.astype(jnp.promote_types(hv["beta"][0].dtype, jnp.float32))
+        bt = tuple(jnp.asarray(b, tt.dtype) ** tt for b in hv["beta"])
+        derived = Derived(bt, tuple(1 / (1 - b) for b in bt))
+    return HVec(hv, n, derived)
+
+
+def resolve(rule: Any, h: dict, t: jax.Array) -> dict:
+    """`h` with every scheduled hyperparameter evaluated at step `t - 1`
+    (optax's convention: the first update sees `schedule(0)`), unless
+    `adjust` has since written a number in its place (the table holds NaN
+    while the schedule is in force)."""
+    sched = _table.schedules(rule)
+    if not sched:
+        return h
+    h = dict(h)
+    for n, fn in sched:
+        v = h[n]
+        h[n] = jnp.where(jnp.isnan(v), jnp.asarray(fn(t - 1), v.dtype), v)
+    return h
+
+
+def precise(fn: Callable, h: Any, state: Any, x: Any, dx: jax.Array, t: jax.Array, like: Any) -> Any:
+    """`fn(h, state, x, dx, t)` with half-precision arrays computed in float32,
+    the result cast back to the dtypes of `like` (the state keeps its dtype).
+
+    In bfloat16, 0.999 rounds to 1, so Adam's `1 - b2` would be 0;
+    Optimisers.jl computes in the array's type and floors `epsilon` at 1e-7
+    for float16, which we keep, since the state is stored in float16."""
+    lo = dx.dtype
+    if jnp.dtype(lo) == jnp.float16 and "epsilon" in h:
+        e = h["epsilon"]
+        derived = getattr(h, "derived", None)
+        h = H({**h, "epsilon": jnp.where(e == 0, e, jnp.maximum(e, 1e-7))})
+        h.derived = derived
+    hi = jnp.promote_types(lo, jnp.float32)
+    if hi == lo:
+        return fn(h, state, x, dx, t)
+    up = lambda a: a.astype(hi) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    out = fn(h, jax.tree.map(up, state), None if x is None else up(x), up(dx), t)
+    return jax.tree.map(lambda a, old: a.astype(old.dtype), out, like)
+
+
+def keep(ok: jax.Array, new: Any, old: Any) -> Any:
+    """`new` where `ok`, else `old`, leaf by leaf (a skipped step keeps its state bit-identical)."""
+    return jax.tree.map(lambda n, o: select(ok, n, o), new, old)
+
+
+def select(ok: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """`where(ok, new, old)` for a scalar `ok` and arrays of one shape and
+    dtype: `lax.select` directly (`jnp.where` is a nested jitted call in the
+    traced program, which costs compile time on deep models)."""
+    if new is old:
+        return new
+    return jax.lax.select(jnp.broadcast_to(ok, jnp.shape(new)), new, old)
