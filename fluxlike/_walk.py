@@ -15,7 +15,7 @@ from ._tree import Tracer, is_array, is_float
 from .module import Module
 
 __all__ = [
-    "modules", "trainable_mask", "level", "set_leaves_", "trainmode_", "testmode_",
+    "modules", "trainable_mask", "keep_float32_mask", "level", "set_leaves_", "trainmode_", "testmode_",
 ]
 
 _MISSING = object()
@@ -65,6 +65,30 @@ def _mask_into(tree: Any, flag: bool, out: list[bool]) -> None:
             out.append(flag and isinstance(tree, (float, complex)))
         for child in children:
             _mask_into(child, flag, out)
+
+
+def keep_float32_mask(tree: Any) -> list[bool]:
+    """One flag per leaf of `tree` (in `jax.tree.leaves` order): True where the
+    leaf lies in a field that its Module names in `_keep_float32` (at any
+    depth: a Chain's BatchNorm, or a sublayer inside such a field)."""
+    out: list[bool] = []
+    _keep_into(tree, False, out)
+    return out
+
+
+def _keep_into(tree: Any, flag: bool, out: list[bool]) -> None:
+    if isinstance(tree, Module):
+        d, keep = tree.__dict__, type(tree)._keep_float32
+        for name in type(tree)._fields:
+            _keep_into(d[name], flag or name in keep, out)
+    elif is_array(tree) or isinstance(tree, Tracer):
+        out.append(flag)
+    else:
+        keys, children, _ = level(tree)
+        if keys is None:  # a leaf that is not an array
+            out.append(flag)
+        for child in children:
+            _keep_into(child, flag, out)
 
 
 def level(tree: Any) -> tuple[list | None, list, Any]:

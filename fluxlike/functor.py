@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._tree import is_array, is_float, keystr
-from ._walk import set_leaves_, trainable_mask
+from ._walk import keep_float32_mask, set_leaves_, trainable_mask
 
 __all__ = ["params", "fmap", "destructure", "f16", "f32", "f64", "cpu", "gpu", "state", "loadmodel_"]
 
@@ -90,22 +90,43 @@ def destructure(model: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
 
 
 def _to_float(model: Any, dtype: Any) -> Any:
-    return jax.tree.map(lambda x: x.astype(dtype) if is_float(x) else x, model)
+    """`model` with its floating arrays in `dtype`. Below 32 bits (f16), the
+    fields a Module names in `_keep_float32` go to float32 instead, as Flux's
+    `_paramtype` hands `_keep_f32_under_halfprec` layers to `f32`."""
+    leaves, treedef = jax.tree.flatten(model)
+    half = jnp.finfo(dtype).bits < 32
+    keep = keep_float32_mask(model) if half else [False] * len(leaves)
+    out = [
+        x.astype(jnp.float32 if k else dtype) if is_float(x) else x
+        for x, k in zip(leaves, keep)
+    ]
+    return jax.tree.unflatten(treedef, out)
 
 
 def f16(model: Any) -> Any:
-    """A copy of `model` with every floating array in float16.
+    """A copy of `model` with every floating array in float16, except in
+    mixed-precision layers, as Flux's `f16`: BatchNorm, InstanceNorm and
+    GroupNorm keep their statistics (`mean`, `var`) and affine parameters
+    (`bias`, `scale`) in float32, while the data flowing through them stays
+    float16 (their output has the input's dtype). LayerNorm converts fully.
+    A layer opts in with the `Module` hook `_keep_float32`.
 
     Example:
         >>> import fluxlike as fl
         >>> fl.f16(fl.Dense(2, 1)).weight.dtype
+        dtype('float16')
+        >>> m = fl.f16(fl.Chain(fl.Dense(2, 3), fl.BatchNorm(3)))
+        >>> m[0].weight.dtype, m[1].scale.dtype, m[1].mean.dtype
+        (dtype('float16'), dtype('float32'), dtype('float32'))
+        >>> m(jnp.ones((4, 2), jnp.float16)).dtype
         dtype('float16')
     """
     return _to_float(model, jnp.float16)
 
 
 def f32(model: Any) -> Any:
-    """A copy of `model` with every floating array in float32.
+    """A copy of `model` with every floating array in float32 (undoes `f16`,
+    the mixed-precision layers included).
 
     Example:
         >>> import fluxlike as fl
@@ -116,7 +137,8 @@ def f32(model: Any) -> Any:
 
 
 def f64(model: Any) -> Any:
-    """A copy of `model` with every floating array in float64 (needs
+    """A copy of `model` with every floating array in float64, the
+    normalisation layers' statistics included (as Flux's `f64`; needs
     `jax.config.update("jax_enable_x64", True)`, else JAX keeps float32
     and this raises).
 

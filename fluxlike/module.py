@@ -149,6 +149,14 @@ class Module:
     carried out of the differentiated call and written into the model that
     was passed in. Outside it (test mode) a layer should leave its state alone.
 
+    **Precision hook.** `_keep_float32: ClassVar[tuple[str, ...]]` names
+    data fields whose floating arrays `fl.f16` converts to float32 instead
+    of float16 (Flux's mixed precision, `_keep_f32_under_halfprec`): the
+    normalisation layers BatchNorm, InstanceNorm and GroupNorm keep their
+    statistics and affine parameters there. `fl.f32` and `fl.f64` convert
+    these fields like every other. The default is `()`; the names must be
+    data fields of the class (checked when the class is created).
+
     **Printing hooks**, for `repr` and `print` (Flux's display):
 
     - `_repr_head() -> str`: the layer alone on one line, e.g.
@@ -187,6 +195,8 @@ class Module:
     _static: ClassVar[tuple[str, ...]] = ()  # static fields
     _state_fields: ClassVar[frozenset[str]] = frozenset()  # data fields that are not trainable
     _defaults: ClassVar[dict[str, Any]] = {}
+    # data fields kept in float32 when `fl.f16` converts the model (see the docstring)
+    _keep_float32: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -212,6 +222,9 @@ class Module:
                 delattr(cls, name)
         cls._fields, cls._static = tuple(data), tuple(static)
         cls._state_fields, cls._defaults = frozenset(state), defaults
+        unknown = [n for n in cls._keep_float32 if n not in cls._fields]
+        if unknown:
+            raise TypeError(f"{cls.__name__}._keep_float32 names {unknown}, which are not data fields")
         _register(cls)
         init = cls.__dict__.get("__init__")
         if init is not None:

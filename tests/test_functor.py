@@ -44,6 +44,39 @@ def test_precision_changes_floats_only():
     assert m[0].weight.dtype == jnp.float32
 
 
+class _Mixed(fl.Module):
+    w: jax.Array
+    stats: tuple
+    _keep_float32 = ("stats",)
+
+    def __init__(self):
+        self.w = jnp.ones(2)
+        self.stats = (jnp.zeros(2), {"n": jnp.zeros((), jnp.int32), "s": jnp.ones(3)})
+
+    def __call__(self, x):
+        return self.w * x
+
+
+def test_f16_keeps_the_fields_a_module_names_in_keep_float32_at_any_depth():
+    m = fl.Chain(fl.Dense(2, 2), fl.Chain(_Mixed()))
+    h = fl.f16(m)
+    inner = h[1][0]
+    assert h[0].weight.dtype == inner.w.dtype == jnp.float16
+    assert inner.stats[0].dtype == inner.stats[1]["s"].dtype == jnp.float32
+    assert inner.stats[1]["n"].dtype == jnp.int32  # not floating: left alone
+    back = fl.f32(h)
+    assert back[0].weight.dtype == back[1][0].w.dtype == back[1][0].stats[0].dtype == jnp.float32
+    with jax.enable_x64(True):
+        assert fl.f64(m)[1][0].stats[1]["s"].dtype == jnp.float64  # only f16 treats the hook specially
+
+
+def test_keep_float32_must_name_data_fields():
+    with pytest.raises(TypeError, match=r"Bad\._keep_float32 names \['nope'\], which are not data fields"):
+        class Bad(fl.Module):
+            w: jax.Array
+            _keep_float32 = ("nope",)
+
+
 def test_state_and_loadmodel():
     a, b = fl.Chain(fl.Dense(2, 2, key=1)), fl.Chain(fl.Dense(2, 2, key=2))
     out = fl.loadmodel_(b, fl.state(a))

@@ -5,6 +5,12 @@ Flux's "dimension N-1" of a WHCN array is axis -1 of an NHWC one, and
 Flux's LayerNorm over "the first dims" normalises the last axes here.
 BatchNorm and InstanceNorm keep running statistics as state fields; in
 train mode they assign new arrays to them, which `fl.gradient` carries out.
+
+Mixed precision, as Flux (`_keep_f32_under_halfprec` in its normalise.jl):
+BatchNorm, InstanceNorm and GroupNorm name their arrays in the Module hook
+`_keep_float32`, so `fl.f16` leaves them in float32; a float16 input is
+normalised in float32 and the result returned in float16. LayerNorm
+converts fully, as Flux's.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from .._keys import as_key
 from ..activations import identity
 from ..init import ones32, zeros32
 from ..module import Module, field, is_training
-from ._common import act_name, match_dtype
+from ._common import act_name, is_arraylike, match_dtype
 
 __all__ = ["BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm"]
 
@@ -67,6 +73,22 @@ def _layer_dtype(layer: Module, x: Any) -> Any:
     return dt if jnp.issubdtype(dt, jnp.floating) else jnp.float32
 
 
+def _norm_input(layer: Module, x: Any) -> tuple[jax.Array, Any]:
+    """`x` in the dtype the layer computes in, and the dtype of its output.
+
+    A half-precision input (float16) is normalised in float32 (the layer's
+    dtype if wider), the dtype `fl.f16` keeps the statistics and affine
+    parameters in, and the output has the input's dtype, as NNlib's (and
+    cuDNN's) mixed-precision kernels behind Flux's norm layers. Other inputs
+    are converted to the layer's dtype, the output's dtype too."""
+    name = type(layer).__name__
+    if is_arraylike(x) and jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+        out = x.dtype
+        return match_dtype(name, x, jnp.promote_types(_layer_dtype(layer, x), jnp.float32)), out
+    x = match_dtype(name, x, _layer_dtype(layer, x))
+    return x, x.dtype
+
+
 def _head(name: str, sizes: str, activation: Callable, affine: bool, active: bool | None) -> str:
     s = f"{name}({sizes}"
     if activation is not identity:
@@ -85,7 +107,9 @@ def _head(name: str, sizes: str, activation: Callable, affine: bool, active: boo
 class _StatsNorm(Module):
     """The fields and forward pass shared by BatchNorm and InstanceNorm: an
     optional affine `bias` and `scale`, and optional running statistics
-    `mean` and `var` (state)."""
+    `mean` and `var` (state), all kept in float32 by `fl.f16`."""
+
+    _keep_float32 = ("bias", "scale", "mean", "var")
 
     bias: jax.Array | None
     scale: jax.Array | None
@@ -122,16 +146,17 @@ class _StatsNorm(Module):
         """The axes each statistic is computed over."""
         raise NotImplementedError
 
-    def _input(self, x: Any, min_ndim: int, layout: str) -> jax.Array:
-        x = match_dtype(type(self).__name__, x, _layer_dtype(self, x))
+    def _input(self, x: Any, min_ndim: int, layout: str) -> tuple[jax.Array, Any]:
+        """`x` in the computing dtype and the output's dtype (see `_norm_input`)."""
+        x, out = _norm_input(self, x)
         if x.ndim < min_ndim or x.shape[-1] != self.channels:
             raise ValueError(
                 f"{self._repr_head()} expects an input with {self.channels} channels on its last "
                 f"axis, {layout}; got shape {tuple(x.shape)}."
             )
-        return x
+        return x, out
 
-    def _forward(self, x: jax.Array) -> jax.Array:
+    def _forward(self, x: jax.Array, out: Any) -> jax.Array:
         axes = self._axes(x)
         training = is_training(self)
         if training or not self.track_stats:
@@ -150,7 +175,7 @@ class _StatsNorm(Module):
         y = (x - mean) * jax.lax.rsqrt(var + self.eps)
         if self.affine:
             y = y * self.scale + self.bias
-        return self.activation(y)
+        return self.activation(y.astype(out))
 
     def _track(self, mean: jax.Array, var: jax.Array, m: int) -> None:
         """Flux's update: `μ ← (1-mtm)μ + mtm·mean`, `σ² ← (1-mtm)σ² + mtm·m/(m-1)·var`,
@@ -190,6 +215,8 @@ class BatchNorm(_StatsNorm):
     Inputs are (batch, features) or NHWC images (batch, ..., channels). In
     train mode the running statistics are updated and written back to the
     model (or carried out of `fl.gradient`); the update is not differentiated.
+    `fl.f16` keeps the statistics and β, γ in float32; a float16 input is
+    normalised in float32 and returned in float16 (Flux's mixed precision).
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -225,8 +252,8 @@ class BatchNorm(_StatsNorm):
         return tuple(range(x.ndim - 1))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self._input(x, 2, f"(batch, {self.channels}) or NHWC images (batch, height, width, {self.channels})")
-        return self._forward(x)
+        x, out = self._input(x, 2, f"(batch, {self.channels}) or NHWC images (batch, height, width, {self.channels})")
+        return self._forward(x, out)
 
 
 class InstanceNorm(_StatsNorm):
@@ -247,7 +274,8 @@ class InstanceNorm(_StatsNorm):
         key: a PRNG key or int seed, used only by random initialisers.
         dtype: the parameters' and statistics' dtype.
 
-    Inputs are (batch, spatial..., channels), e.g. NHWC images.
+    Inputs are (batch, spatial..., channels), e.g. NHWC images. Under
+    `fl.f16` its arrays stay float32, as BatchNorm's.
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -283,9 +311,9 @@ class InstanceNorm(_StatsNorm):
         return tuple(range(1, x.ndim - 1))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self._input(x, 3, f"with at least one spatial axis: (batch, length, {self.channels}) or "
-                              f"NHWC images (batch, height, width, {self.channels})")
-        return self._forward(x)
+        x, out = self._input(x, 3, f"with at least one spatial axis: (batch, length, {self.channels}) or "
+                                   f"NHWC images (batch, height, width, {self.channels})")
+        return self._forward(x, out)
 
 
 # ---------------------------------------------------------------------------
@@ -310,7 +338,8 @@ class GroupNorm(Module):
         key: a PRNG key or int seed, used only by random initialisers.
         dtype: the parameters' dtype.
 
-    Inputs are (batch, channels) or (batch, spatial..., channels).
+    Inputs are (batch, channels) or (batch, spatial..., channels). Under
+    `fl.f16` `bias` and `scale` stay float32, as BatchNorm's.
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -329,6 +358,8 @@ class GroupNorm(Module):
     eps: float = field(static=True)
     affine: bool = field(static=True)
     active: bool | None = field(static=True)
+
+    _keep_float32 = ("bias", "scale")  # under fl.f16, as Flux
 
     def __init__(
         self,
@@ -355,7 +386,7 @@ class GroupNorm(Module):
         self.eps, self.affine, self.active = float(eps), bool(affine), active
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = match_dtype("GroupNorm", x, _layer_dtype(self, x))
+        x, out = _norm_input(self, x)
         if x.ndim < 2 or x.shape[-1] != self.channels:
             raise ValueError(
                 f"{self._repr_head()} expects an input with {self.channels} channels on its last axis, "
@@ -369,7 +400,7 @@ class GroupNorm(Module):
         y = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
         if self.affine:
             y = y * self.scale + self.bias
-        return self.activation(y)
+        return self.activation(y.astype(out))
 
     def _repr_head(self) -> str:
         return _head("GroupNorm", f"{self.channels}, {self.groups}", self.activation, self.affine, self.active)

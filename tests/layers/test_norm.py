@@ -233,3 +233,97 @@ def test_norm_reprs_follow_flux():
     assert repr(fl.GroupNorm(4, 2)) == "GroupNorm(4, 2)  # 8 parameters"
     assert repr(fl.InstanceNorm(3)) == "InstanceNorm(3, affine=False)"
     assert "non-trainable" in str(fl.Chain(fl.Dense(2, 3), fl.BatchNorm(3)))
+
+
+# ---------------------------------------------------------------------------
+# mixed precision under fl.f16 (Flux's `_keep_f32_under_halfprec`)
+
+
+def _set_bn(bn, c, seed):
+    """Non-trivial affine parameters and running statistics, float32."""
+    bn.scale, bn.bias = jnp.asarray(rand(c, seed=seed, scale=0.5, shift=1.0)), jnp.asarray(rand(c, seed=seed + 1))
+    bn.mean, bn.var = jnp.asarray(rand(c, seed=seed + 2)), jnp.asarray(rand(c, seed=seed + 3, scale=0.2, shift=1.5))
+
+
+def _f32(a):
+    return np.asarray(a).astype(np.float32)
+
+
+def _half(a):  # what a float16 layer output holds: the float32 value rounded to float16
+    return np.asarray(a, np.float32).astype(np.float16).astype(np.float32)
+
+
+def _groupnorm_ref(x, g, scale, bias, eps=1e-5):
+    xg = x.reshape(*x.shape[:-1], g, x.shape[-1] // g)
+    axes = (*range(1, xg.ndim - 2), xg.ndim - 1)
+    mean, var = xg.mean(axes, keepdims=True), xg.var(axes, keepdims=True)
+    return ((xg - mean) / np.sqrt(var + eps)).reshape(x.shape) * scale + bias
+
+
+def test_f16_keeps_norm_statistics_and_affine_in_float32_and_f32_undoes_it():
+    m = fl.Chain(
+        fl.Conv((3, 3), 2, 4, pad=1),
+        fl.BatchNorm(4), fl.GroupNorm(4, 2), fl.InstanceNorm(4, affine=True, track_stats=True), fl.LayerNorm(4),
+    )
+    h = fl.f16(m)
+    assert h[0].weight.dtype == h[0].bias.dtype == jnp.float16
+    for layer in (h[1], h[3]):  # Flux keeps β, γ, μ, σ² of BatchNorm and InstanceNorm in Float32
+        assert layer.scale.dtype == layer.bias.dtype == layer.mean.dtype == layer.var.dtype == jnp.float32
+    assert h[2].scale.dtype == h[2].bias.dtype == jnp.float32  # GroupNorm's β, γ
+    assert h[4].scale.dtype == h[4].bias.dtype == jnp.float16  # LayerNorm converts fully, as Flux's
+    assert m[0].weight.dtype == jnp.float32  # the original is untouched
+    y = h(jnp.asarray(rand(2, 5, 5, 2), jnp.float16))
+    assert y.dtype == jnp.float16
+    assert {a.dtype for a in jax.tree.leaves(fl.f32(h))} == {jnp.dtype(jnp.float32)}
+    with jax.enable_x64(True):  # f64 converts everything, statistics included (Flux's f64)
+        assert {a.dtype for a in jax.tree.leaves(fl.f64(h))} == {jnp.dtype(jnp.float64)}
+        assert fl.f16(fl.f64(m))[1].mean.dtype == jnp.float32  # f16 of a float64 model: float32, as Flux's f32
+
+
+def test_f16_batchnorm_groupnorm_forward_matches_float32_formula_in_test_and_train_mode():
+    m = fl.Chain(fl.Dense(3, 4, key=5), fl.BatchNorm(4), fl.GroupNorm(4, 2))
+    _set_bn(m[1], 4, seed=40)
+    m[2].scale, m[2].bias = jnp.asarray(rand(4, seed=44, shift=1.0)), jnp.asarray(rand(4, seed=45))
+    h = fl.f16(m)
+    x = jnp.asarray(rand(6, 3, seed=46), jnp.float16)
+    # the reference: numpy float32 from the float16 weights and input
+    W, b = _f32(h[0].weight), _f32(h[0].bias)
+    g, beta, mu, var = (_f32(getattr(m[1], k)) for k in ("scale", "bias", "mean", "var"))
+    d = _half(_f32(x) @ W.T + b)  # Dense's float16 output
+
+    y, _ = call(fl.testmode_(h), x)  # running statistics
+    bn = _half((d - mu) / np.sqrt(var + 1e-5) * g + beta)
+    want = _groupnorm_ref(bn, 2, _f32(m[2].scale), _f32(m[2].bias))
+    assert y.dtype == jnp.float16
+    np.testing.assert_allclose(_f32(y), want, rtol=1e-2, atol=1e-2)
+
+    y, h2 = call(fl.trainmode_(h), x)  # batch statistics, running ones updated in float32
+    bn = _half((d - d.mean(0)) / np.sqrt(d.var(0) + 1e-5) * g + beta)
+    want = _groupnorm_ref(bn, 2, _f32(m[2].scale), _f32(m[2].bias))
+    assert y.dtype == jnp.float16
+    np.testing.assert_allclose(_f32(y), want, rtol=1e-2, atol=1e-2)
+    assert h2[1].mean.dtype == h2[1].var.dtype == jnp.float32
+    np.testing.assert_allclose(h2[1].mean, 0.9 * mu + 0.1 * d.mean(0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(h2[1].var, 0.9 * var + 0.1 * d.var(0, ddof=1), rtol=1e-3, atol=1e-3)
+
+
+def test_f16_training_step_and_epoch_keep_batchnorm_in_float32():
+    m = fl.f16(fl.Chain(fl.Dense(3, 4, key=6), fl.BatchNorm(4)))
+    x = jnp.asarray(rand(12, 3, seed=50), jnp.float16)
+    y = jnp.asarray(rand(12, 4, seed=51), jnp.float16)
+    loss = lambda m, xb, yb: jnp.mean((m(xb) - yb) ** 2)
+    opt = fl.setup(fl.Adam(), m)
+    d = _half(_f32(x[:6]) @ _f32(m[0].weight).T + _f32(m[0].bias))  # before the step
+    grads = fl.gradient(loss, m, x[:6], y[:6])[0]  # train mode: the statistics are written into m
+    assert grads[0].weight.dtype == jnp.float16 and grads[1].scale.dtype == jnp.float32
+    np.testing.assert_allclose(m[1].mean, 0.1 * d.mean(0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(m[1].var, 0.9 + 0.1 * d.var(0, ddof=1), rtol=1e-3, atol=1e-3)
+    opt, m = fl.update(opt, m, grads)
+    assert m[0].weight.dtype == jnp.float16
+    assert m[1].scale.dtype == m[1].mean.dtype == m[1].var.dtype == jnp.float32
+    before = np.asarray(m[1].mean)
+    losses = fl.train_(loss, m, fl.DataLoader((x, y), batchsize=6), opt)
+    assert np.all(np.isfinite(losses)) and len(losses) == 2
+    assert m[0].weight.dtype == jnp.float16
+    assert m[1].scale.dtype == m[1].bias.dtype == m[1].mean.dtype == m[1].var.dtype == jnp.float32
+    assert not np.array_equal(m[1].mean, before)  # the epoch moved the statistics
