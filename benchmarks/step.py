@@ -48,7 +48,6 @@ import collections
 import cProfile
 import functools
 import gc
-import importlib
 import json
 import os
 import platform
@@ -71,7 +70,6 @@ import optax
 import fluxlike as fl
 
 # the module that defines train_ (the profile looks at its compiled programs)
-fl_train_module = importlib.import_module(fl.train_.__module__)
 
 # ---------------------------------------------------------------------------
 # workloads
@@ -700,21 +698,22 @@ def profile_tiny(wl: Workload, log: Callable[[str], None]) -> dict[str, Any]:
 
     # 5. train_'s compiled programs (private internals: skipped if they change)
     try:
-        steps = fl_train_module._steps(train_loss(fl_loss))
+        from fluxlike._epoch import unique
+        from fluxlike._lossbuffer import LossBuffer
+        from fluxlike._step import steps_for
+        steps = steps_for(train_loss(fl_loss), "benchmark")
         m, s = fl_carry()
         leaves, treedef = jax.tree.flatten(m)
-        uniq, where = fl_train_module._unique(leaves)
-        bookkeeping = (jnp.array([0, -1, 0], jnp.int32), jnp.zeros(wl.nbatches, jnp.float32))
-        args = (tuple(copy_tree(uniq)), copy_tree(s), *bookkeeping, (x, y), treedef, where, True)
-        hlo["train_ step (one call per batch)"] = hlo_stats(steps.epoch, *args)
-        if hasattr(steps, "scan"):
-            stacked = jax.tree.map(lambda *a: jnp.stack(a), *batches[:wl.nbatches])
-            args = (tuple(copy_tree(uniq)), copy_tree(s), *bookkeeping, stacked, treedef, where, True)
-            hlo["train_ scan (whole epoch)"] = hlo_stats(steps.scan, *args)
-        for k in ("train_ step (one call per batch)", "train_ scan (whole epoch)"):
-            if k in hlo:
-                log(f"  {k:40s} {'':28s} {hlo_line(hlo[k])}")
-    except (AttributeError, TypeError) as e:
+        uniq, where = unique(leaves)
+        buf = LossBuffer.new(wl.nbatches, jnp.result_type(float))
+        args = (tuple(copy_tree(uniq)), copy_tree(s), buf, (x, y))
+        hlo["train_ step (one call per batch)"] = hlo_stats(steps.get("epoch", treedef, where, True), *args)
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *batches[:wl.nbatches])
+        args = (tuple(copy_tree(uniq)), copy_tree(s), buf, stacked, np.int32(0), np.int32(wl.nbatches))
+        hlo["train_ loop (whole epoch)"] = hlo_stats(steps.get("loop", treedef, where, True), *args)
+        for k in ("train_ step (one call per batch)", "train_ loop (whole epoch)"):
+            log(f"  {k:40s} {'':28s} {hlo_line(hlo[k])}")
+    except (AttributeError, TypeError, ImportError) as e:
         log(f"  train_'s programs: not inspected ({type(e).__name__}: {e})")
     out["hlo"] = hlo
 
