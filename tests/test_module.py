@@ -271,3 +271,23 @@ def test_subclasses_inherit_field_kinds_and_are_checked():
 
     with pytest.raises(TypeError, match="Broken.w holds a float"):
         Broken(2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fl.Chain(fl.Conv((3, 3), 1, 4), fl.BatchNorm(4), fl.Dropout(0.5)),
+    lambda: fl.Chain(fl.Embedding(10, 4), fl.LSTM(4, 3), fl.LayerNorm(3)),
+    lambda: fl.MultiHeadAttention(8, nheads=2),
+    lambda: {"w": jnp.ones((2, 3)), "ids": jnp.arange(3), "bn": fl.BatchNorm(2), "t": (jnp.zeros(2), jnp.float32(1.5))},
+])
+def test_printed_counts_and_the_trainable_mask_agree(make):
+    """What the REPL prints as parameters is what the optimiser gets Leafs for
+    (`_show.count_params` and `_walk.trainable_mask`, two walkers of one rule)."""
+    from fluxlike._show import count_params
+    from fluxlike._walk import trainable_mask
+    model = make()
+    leaves = jax.tree.leaves(model)
+    mask = trainable_mask(model)
+    counts = count_params(model)
+    assert counts.arrays == sum(mask) == len(fl.setup(fl.Descent(), model).leaves())
+    assert counts.params == sum(int(np.size(l)) for l, m in zip(leaves, mask) if m)
+    assert counts.arrays + counts.other_arrays == sum(1 for l in leaves if hasattr(l, "shape"))
