@@ -13,9 +13,8 @@ evaluated inside the compiled step. Its table entry is NaN while the
 schedule is in force; `fl.adjust_(state, 0.01)` writes a number there and
 replaces the schedule with a constant, again without recompiling.
 
-Each rule is also an optax `GradientTransformation` (`init`/`update`, in
-`_as_optax.py`). How the rule runs over all Leafs at once is `_batch.py`;
-how its hyperparameters become a table row is `_table.py`.
+Each rule is also an optax `GradientTransformation` (`_as_optax.py`); the
+batch engine is `_batch.py`, the hyperparameter table `_table.py`.
 """
 
 from __future__ import annotations
@@ -90,8 +89,6 @@ class Rule:
     #: an optimiser (its optax updates are `-dx`), not a gradient transformation
     #: such as clipping or decay (whose optax updates are `dx`, like optax.clip's)
     descent: ClassVar[bool] = True
-
-    # --- the per-array step ----------------------------------------------
 
     def state(self, x: jax.Array) -> Any:
         """The rule's state for one array `x` (default: none)."""
@@ -205,8 +202,7 @@ class Rule:
         return _as_optax.update(self, updates, state, params)
 
 
-# ---------------------------------------------------------------------------
-# helpers for `apply`
+# --- helpers for `apply` -----------------------------------------------------
 
 
 def cast(h: Any, dtype: Any) -> Any:
