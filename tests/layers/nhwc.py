@@ -15,6 +15,11 @@ def randn(*shape):
     return _rng.standard_normal(shape).astype(np.float32)
 
 
+def as64(a):
+    """`a` as a float64 numpy array (for numpy references)."""
+    return np.asarray(a, dtype=np.float64)
+
+
 def to_torch(x):
     """A channels-last numpy array as a channels-first torch tensor."""
     n = x.ndim

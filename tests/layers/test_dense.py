@@ -9,15 +9,8 @@ import torch
 
 import fluxlike as fl
 
-RNG = np.random.default_rng(0)
-
-
-def _randn(*shape):
-    return RNG.standard_normal(shape).astype(np.float32)
-
-
-def _np(a):
-    return np.asarray(a, dtype=np.float64)
+from nhwc import as64 as _np
+from nhwc import randn as _randn
 
 
 # --- Bilinear ----------------------------------------------------------------
