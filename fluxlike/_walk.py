@@ -7,7 +7,7 @@ and which layers have a train/test mode (a static `active` field).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 
@@ -47,48 +47,45 @@ def trainable_mask(tree: Any) -> list[bool]:
     """One flag per leaf of `tree` (in `jax.tree.leaves` order): True where the
     leaf is a trainable floating array (inside a Module: a field not marked
     `trainable=False`)."""
-    out: list[bool] = []
-    _mask_into(tree, True, out)
-    return out
-
-
-def _mask_into(tree: Any, flag: bool, out: list[bool]) -> None:
-    if isinstance(tree, Module):
-        d, state = tree.__dict__, type(tree)._state_fields
-        for name in type(tree)._fields:
-            _mask_into(d[name], flag and name not in state, out)
-    elif is_array(tree) or isinstance(tree, Tracer):
-        out.append(flag and is_float(tree))
-    else:
-        keys, children, _ = level(tree)
-        if keys is None:  # a leaf that is not an array: a Python number, ...
-            out.append(flag and isinstance(tree, (float, complex)))
-        for child in children:
-            _mask_into(child, flag, out)
+    return _field_flags(
+        tree, True,
+        lambda mod, name, flag: flag and name not in type(mod)._state_fields,
+        lambda leaf, flag: flag and (is_float(leaf) if is_array(leaf) or isinstance(leaf, Tracer)
+                                     else isinstance(leaf, (float, complex))),
+    )
 
 
 def keep_float32_mask(tree: Any) -> list[bool]:
     """One flag per leaf of `tree` (in `jax.tree.leaves` order): True where the
     leaf lies in a field that its Module names in `_keep_float32` (at any
     depth: a Chain's BatchNorm, or a sublayer inside such a field)."""
+    return _field_flags(
+        tree, False, lambda mod, name, flag: flag or name in type(mod)._keep_float32, lambda leaf, flag: flag
+    )
+
+
+def _field_flags(tree: Any, flag: bool, down: Callable, at_leaf: Callable) -> list[bool]:
+    """One flag per leaf: `flag` carried down the tree, changed at each Module
+    field by `down(module, field name, flag)`, and read at each leaf by
+    `at_leaf(leaf, flag)` (a leaf may be a non-array, such as a Python number)."""
     out: list[bool] = []
-    _keep_into(tree, False, out)
+
+    def walk(t: Any, f: bool) -> None:
+        if isinstance(t, Module):
+            d = t.__dict__
+            for name in type(t)._fields:
+                walk(d[name], down(t, name, f))
+        elif is_array(t) or isinstance(t, Tracer):
+            out.append(at_leaf(t, f))
+        else:
+            keys, children, _ = level(t)
+            if keys is None:  # a leaf that is not an array: a Python number, ...
+                out.append(at_leaf(t, f))
+            for child in children:
+                walk(child, f)
+
+    walk(tree, flag)
     return out
-
-
-def _keep_into(tree: Any, flag: bool, out: list[bool]) -> None:
-    if isinstance(tree, Module):
-        d, keep = tree.__dict__, type(tree)._keep_float32
-        for name in type(tree)._fields:
-            _keep_into(d[name], flag or name in keep, out)
-    elif is_array(tree) or isinstance(tree, Tracer):
-        out.append(flag)
-    else:
-        keys, children, _ = level(tree)
-        if keys is None:  # a leaf that is not an array
-            out.append(flag)
-        for child in children:
-            _keep_into(child, flag, out)
 
 
 def level(tree: Any) -> tuple[list | None, list, Any]:
