@@ -116,16 +116,18 @@ class HVec:
 class _LazyH(H):
     """One Leaf's `h`: entries of the vectors, sliced when first read."""
 
-    __slots__ = ("_vec", "_k", "_derived")
+    __slots__ = ("_vec", "_k", "_derived", "_mine")
 
     def __init__(self, vec: dict, derived: Derived | None, k: int) -> None:
         super().__init__()  # empty until read
-        self._vec, self._k, self._derived = vec, k, derived
+        self._vec, self._k, self._derived, self._mine = vec, k, derived, None
 
     @property  # type: ignore[override]
     def derived(self) -> Derived | None:
-        d = self._derived
-        return None if d is None else jax.tree.map(lambda a: a[self._k], d)
+        """This Leaf's entries of the derived vectors, sliced once when first read."""
+        if self._mine is None and self._derived is not None:
+            self._mine = jax.tree.map(lambda a: a[self._k], self._derived)
+        return self._mine
 
     def __missing__(self, name: str) -> Any:
         v = jax.tree.map(lambda a: a[self._k], self._vec[name])
