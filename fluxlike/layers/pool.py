@@ -61,7 +61,7 @@ def _mean_pool(x: jax.Array, k: tuple[int, ...], stride: tuple[int, ...], pad: P
     """Mean over windows, dividing by the full window size (padding counts as zeros)."""
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.float32)
-    zero = jnp.array(0, x.dtype)
+    zero = np.zeros((), x.dtype)  # concrete even under jit, so JAX sees a differentiable window sum
     total = lax.reduce_window(x, zero, lax.add, (1, *k, 1), (1, *stride, 1), ((0, 0), *pad, (0, 0)))
     return total / math.prod(k)
 

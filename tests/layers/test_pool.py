@@ -83,9 +83,11 @@ def test_pool_gradients_match_torch():
         (fl.MeanPool((3, 3), stride=2, pad=1), lambda t: F.avg_pool2d(t, 3, 2, 1)),
     ]:
         g = fl.gradient(lambda x: jnp.sum(layer(x) * r), jnp.asarray(x))[0]
+        jitted = jax.jit(jax.grad(lambda x: jnp.sum(layer(x) * r)))(jnp.asarray(x))  # as train_ runs it
         tx = to_torch(x).requires_grad_(True)
         torch.sum(tf(tx) * to_torch(r)).backward()
         np.testing.assert_allclose(g, from_torch(tx.grad), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(jitted, from_torch(tx.grad), rtol=RTOL, atol=ATOL)
 
 
 def test_pool_docstring_shapes_and_repr():
