@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 import jax
+import numpy as np
 
 from ._tree import Tracer, is_array, is_float
 from .module import Module
@@ -19,6 +20,7 @@ __all__ = [
 ]
 
 _MISSING = object()
+_LEAVES = (jax.Array, np.ndarray, np.generic, Tracer)  # what a tree's array leaves can be
 
 
 def _is_module(x: Any) -> bool:
@@ -109,23 +111,29 @@ def set_leaves_(tree: Any, leaves: list[Any]) -> Any:
 
 
 def _set_into(tree: Any, it: Iterator[Any]) -> Any:
+    t = type(tree)
     if isinstance(tree, Module):
         d = tree.__dict__
-        for name in type(tree)._fields:
+        for name in t._fields:
             old = d[name]
-            new = _set_into(old, it)
+            new = next(it) if isinstance(old, _LEAVES) else _set_into(old, it)
             if new is not old:
                 tree.__setattr__(name, new)
         return tree
-    if is_array(tree) or isinstance(tree, Tracer):
+    if isinstance(tree, _LEAVES):
         return next(it)
-    if type(tree) is dict:  # mutable containers change in place
+    if t is dict:  # mutable containers change in place
         for k in sorted(tree):
             tree[k] = _set_into(tree[k], it)
         return tree
-    if type(tree) is list:
+    if t is list:
         for i, v in enumerate(tree):
             tree[i] = _set_into(v, it)
+        return tree
+    if t is tuple:
+        new = tuple(_set_into(c, it) for c in tree)
+        return tree if all(a is b for a, b in zip(new, tree)) else new
+    if tree is None:
         return tree
     keys, children, treedef = level(tree)
     if keys is None:
