@@ -1,6 +1,8 @@
 """Strict test settings: warnings from fluxlike are errors; the key stream is
-reseeded for every test so tests do not depend on their order."""
+reseeded for every test so tests do not depend on their order. The
+`count_compiles` fixture counts XLA compilations inside a block."""
 
+import contextlib
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -23,3 +25,28 @@ def _doctest_names(doctest_namespace):
     import numpy as np
 
     doctest_namespace.update(jax=jax, jnp=jnp, np=np, fl=fl)
+
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def _count_compiles():
+    """Counts XLA compilations (JAX's own monitoring events) inside the block."""
+    seen = []
+
+    def listener(event: str, duration: float, **kw) -> None:
+        if event == BACKEND_COMPILE:
+            seen.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture
+def count_compiles():
+    """`with count_compiles() as seen:` ... `len(seen)` compilations."""
+    return _count_compiles

@@ -8,12 +8,15 @@ the objects passed in. This is the one place where that happens.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 
+from ._gradjit import CompiledCalls
+from ._tree import tracing
 from ._walk import set_leaves_, trainable_mask
 from .module import Module, _train_context
 
@@ -35,17 +38,25 @@ def _implicit_error(f: Callable) -> TypeError:
 def _check_call(f: Callable, args: tuple) -> None:
     if not callable(f):
         raise TypeError(f"gradient: the first argument must be the function to differentiate, got {f!r}")
-    if not args:
+    if not args or not _takes_arguments(getattr(f, "__code__", None) or f):
         raise _implicit_error(f)
+
+
+@functools.lru_cache(maxsize=1024)
+def _takes_arguments_code(code: Any) -> bool:
+    return bool(code.co_argcount or code.co_posonlyargcount or code.co_flags & inspect.CO_VARARGS)
+
+
+def _takes_arguments(f: Any) -> bool:
+    """Whether `f` can take a positional argument (False for `lambda: loss(...)`)."""
+    if inspect.iscode(f):
+        return _takes_arguments_code(f)
     try:
         sig = inspect.signature(f)
     except (TypeError, ValueError):
-        return
-    params = sig.parameters.values()
-    if not any(p.kind in (p.VAR_POSITIONAL,) for p in params) and not any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
-    ):
-        raise _implicit_error(f)
+        return True
+    return any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in sig.parameters.values())
 
 
 def _pick_loss(out: Any) -> Any:
@@ -73,7 +84,7 @@ def _scalar(loss: Any) -> jax.Array:
     return loss
 
 
-def withgradient(f: Callable, *args: Any) -> tuple[Any, tuple]:
+def withgradient(f: Callable, *args: Any, compile: bool = True) -> tuple[Any, tuple]:
     """`(f(*args), gradients)`: the value and one gradient per argument.
 
     Each gradient has its argument's structure: a model-shaped tree whose
@@ -85,6 +96,16 @@ def withgradient(f: Callable, *args: Any) -> tuple[Any, tuple]:
     (BatchNorm statistics, Dropout keys) is written back into the arguments.
     Works eagerly and inside `jax.jit`.
 
+    Called outside a trace, the call compiles itself (DESIGN.md, "Eager
+    code runs compiled"): from the second call of the same function code,
+    closure and argument structure, one compiled program is reused, with
+    the arrays of the closure and globals passed in as arguments, so the
+    loop `for x, y in data: fl.gradient(lambda m: loss(m(x), y), model)`
+    runs at compiled speed. The first call runs eagerly. A function that
+    cannot be traced (Python control flow on array values, `float(loss)`,
+    changing a list outside itself) runs eagerly after one warning saying
+    why; `compile=False` runs eagerly without compiling or warning.
+
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> val, grads = fl.withgradient(lambda x, y: (x * y).sum(), jnp.array([1.0, 2.0]), 3.0)
@@ -95,6 +116,13 @@ def withgradient(f: Callable, *args: Any) -> tuple[Any, tuple]:
         (Array(2., dtype=float32), 'aux')
     """
     _check_call(f, args)
+    if compile and not tracing():
+        return _COMPILED(f, args)
+    return _withgradient(f, args)
+
+
+def _withgradient(f: Callable, args: tuple) -> tuple[Any, tuple]:
+    """withgradient's work, eagerly or under a trace."""
     flats = []
     diff = []
     for a in args:
@@ -138,13 +166,14 @@ def _write_state(model: Module, leaves: list, mask: list[bool], state: list) -> 
         set_leaves_(model, new)
 
 
-def gradient(f: Callable, *args: Any) -> tuple:
+def gradient(f: Callable, *args: Any, compile: bool = True) -> tuple:
     """One gradient per argument of `f(*args)`, Flux's `gradient`.
 
     Each has its argument's structure, with None where nothing is
     differentiable (integer arrays, state such as BatchNorm statistics); an
     argument with nothing to differentiate gives None. See `withgradient`
-    for the return-value rule and the state carried out of train mode.
+    for the return-value rule, the state carried out of train mode, and
+    how eager calls compile themselves (`compile=False` opts out).
 
     Example:
         >>> import jax.numpy as jnp, fluxlike as fl
@@ -153,4 +182,7 @@ def gradient(f: Callable, *args: Any) -> tuple:
         >>> grads[0].weight
         Array([[1., 2.]], dtype=float32)
     """
-    return withgradient(f, *args)[1]
+    return withgradient(f, *args, compile=compile)[1]
+
+
+_COMPILED = CompiledCalls(_withgradient, "fl.gradient")

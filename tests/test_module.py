@@ -210,8 +210,12 @@ def test_automatic_mode_is_train_inside_gradient_only():
         return x.sum()
 
     f(jnp.ones(2))
-    fl.gradient(f, jnp.ones(2))
+    fl.gradient(f, jnp.ones(2), compile=False)
     assert seen == [False, True]
+    with pytest.warns(UserWarning, match="changes a list"):  # compiled, the side effect runs eagerly
+        fl.gradient(f, jnp.ones(2))
+    assert seen == [False, True, True]
+    assert fl.gradient(lambda x: fl.is_training() * x.sum(), jnp.ones(2))[0].tolist() == [1.0, 1.0]
 
 
 def test_closing_over_a_model_in_jit_in_train_mode_raises_instead_of_leaking():
