@@ -3,8 +3,10 @@
 Two loops over the same compiled step (`_step.py`):
 
 - fused: when the items stack (a `fl.DataLoader`, or a list of items of one
-  structure and shape, under 1 GiB), batches are stacked on a leading axis,
-  held on the device, and run by one compiled `fori_loop` whose bounds are
+  structure and shape, under 1 GiB), batches are stacked on a leading axis
+  (a list on the host, in one transfer, and kept for the next epoch while
+  the list is unchanged), held on the device, and run by one compiled
+  `fori_loop` whose bounds are
   data (so `progress=True` runs chunks of about a quarter second through the
   same program);
 - item by item: anything else (generators, ragged items, `fuse=False`) calls
@@ -96,6 +98,9 @@ def _stackable(data: Any) -> tuple[Any, list] | None:
         return batches, ([] if rest is None else [rest])
     if not isinstance(data, (list, tuple)) or len(data) < 2:
         return None
+    hit = _STACKED.get(data)
+    if hit is not None:
+        return hit, []
     first = data[0]
     leaves0, treedef = jax.tree.flatten(first)
     if not leaves0 or not all(hasattr(l, "shape") and hasattr(l, "dtype") for l in leaves0):
@@ -112,8 +117,47 @@ def _stackable(data: Any) -> tuple[Any, list] | None:
             return None
         for c, l in zip(columns, leaves):
             c.append(l)
-    stack = lambda c: jnp.stack(c) if isinstance(c[0], jax.Array) else np.stack(c)
-    return jax.tree.unflatten(treedef, [stack(c) for c in columns]), []
+    stacked = jax.tree.unflatten(treedef, [_stack(c) for c in columns])
+    if all(isinstance(l, jax.Array) for l in leaves0) and isinstance(first, tuple):
+        _STACKED.put(data, stacked)  # immutable items: the stacked epoch stays valid while the list does
+    return stacked, []
+
+
+def _stack(column: list) -> Any:
+    """One array from a column of same-shape arrays, stacked on the host (a
+    device-side stack of N operands compiles an N-operand program: seconds and
+    hundreds of MB for an epoch) and moved to the first item's device once."""
+    if not isinstance(column[0], jax.Array):
+        return np.stack(column)
+    devices = column[0].devices()
+    if len(devices) > 1:  # sharded items: stack where they live
+        return jnp.stack(column)
+    return jax.device_put(np.stack(jax.device_get(column)), next(iter(devices)))
+
+
+class _StackedLists:
+    """The stacked epochs of the last few lists of device arrays, so that an
+    epoch over a list that has not changed stacks nothing. A list is the same
+    when it is the same object holding the same items (tuples of immutable
+    jax.Arrays); the entry holds the items, so their ids cannot be reused."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self.entries: list[tuple[Any, list, Any]] = []  # (list, its items, stacked), newest last
+
+    def get(self, data: Any) -> Any:
+        for k, (obj, items, stacked) in enumerate(self.entries):
+            if obj is data and len(data) == len(items) and all(a is b for a, b in zip(data, items)):
+                self.entries.append(self.entries.pop(k))
+                return stacked
+        return None
+
+    def put(self, data: Any, stacked: Any) -> None:
+        self.entries = [e for e in self.entries if e[0] is not data][-(self.size - 1):] if self.size > 1 else []
+        self.entries.append((data, list(data), stacked))
+
+
+_STACKED = _StackedLists()
 
 
 class _Bar:

@@ -32,7 +32,7 @@ def hand_loop(model, rule, batches):
     state = fl.setup(rule, model)
     losses = []
     for x, y in batches:
-        val, g = fl.withgradient(lambda m: mse(m, x, y), model)
+        val, g = fl.withgradient(lambda m: mse(m, x, y), model, compile=False)
         losses.append(float(val))
         fl.update_(state, model, g[0])
     return losses
@@ -49,6 +49,25 @@ def test_train_equals_the_hand_written_loop(fuse):
     for a, b in zip(arrays(model), arrays(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert state.layers[0].weight.count == len(BATCHES)
+
+
+def test_a_list_of_device_arrays_is_stacked_once_and_changes_are_seen():
+    data = [(jnp.asarray(x), jnp.asarray(y)) for x, y in BATCHES]
+    model, ref = fl.Dense(3, 1), fl.Dense(3, 1)
+    ref = copy.deepcopy(model)
+    state = fl.setup(fl.Adam(0.05), model)
+    ref_state = fl.setup(fl.Adam(0.05), ref)
+    for epoch in range(3):
+        if epoch == 2:  # the same list object, one item replaced: the epoch must see it
+            data[3] = (data[3][0] * 2, data[3][1])
+        losses = fl.train_(mse, model, data, state)  # fused: stacked (epoch 0), then reused
+        want = fl.train_(mse, ref, data, ref_state, fuse=False)
+        np.testing.assert_allclose(losses, want, rtol=1e-5)
+        for a, b in zip(arrays(model), arrays(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    data.append(data[0])  # a longer list: stacked again
+    np.testing.assert_allclose(fl.train_(mse, model, data, state), fl.train_(mse, ref, data, ref_state, fuse=False),
+                               rtol=1e-5)
 
 
 def test_items_tuple_splatted_others_passed_whole():
