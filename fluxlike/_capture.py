@@ -27,10 +27,11 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 
+from ._fncache import global_names
 from ._tree import is_array
 from .module import Module
 
-__all__ = ["Captured", "capture", "rebuild", "global_names"]
+__all__ = ["Captured", "capture", "rebuild"]
 
 _MAX_DEPTH = 3
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
@@ -49,16 +50,6 @@ class Captured(NamedTuple):
     arrays: list
     keep: list
     mutables: list
-
-
-@functools.lru_cache(maxsize=4096)
-def global_names(code: types.CodeType) -> tuple[str, ...]:
-    """The names `code` may read as globals, nested code objects included."""
-    names = dict.fromkeys(code.co_names)
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            names.update(dict.fromkeys(global_names(c)))
-    return tuple(names)
 
 
 def _plain_object(v: Any) -> bool:

@@ -14,15 +14,38 @@ so an id cannot be reused by another object while the key is cached.
 from __future__ import annotations
 
 import collections
+import dis
 import functools
 import types
 from typing import Any, Callable, Generic, TypeVar
 
-__all__ = ["fn_key", "referents", "FnCache"]
+__all__ = ["fn_key", "referents", "global_names", "FnCache"]
 
 T = TypeVar("T")
 
 _MAX_DEPTH = 3  # how deep nested plain functions are described by value
+
+
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+
+
+@functools.lru_cache(maxsize=4096)
+def global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The names `code` reads as globals, its nested code objects (lambdas,
+    comprehensions, generators) included. Attribute names are not globals:
+    `fl.losses.mse` reads the global `fl` only, so a global `losses` that a
+    script rebinds every epoch does not change the function's key.
+
+    Example:
+        >>> from fluxlike._fncache import global_names
+        >>> global_names((lambda m: fl.losses.mse(m, [y for y in ys])).__code__)
+        ('fl', 'ys')
+    """
+    names = dict.fromkeys(i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_OPS)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names.update(dict.fromkeys(global_names(c)))
+    return tuple(names)
 
 
 def _ident(v: Any, depth: int) -> Any:
@@ -51,7 +74,7 @@ def fn_key(f: Callable, depth: int = 0) -> Any:
     code = f.__code__
     cells = tuple(_ident(c.cell_contents, depth) for c in f.__closure__ or ())
     g = f.__globals__
-    globs = tuple((n, _ident(g[n], depth)) for n in code.co_names if n in g)
+    globs = tuple((n, _ident(g[n], depth)) for n in global_names(code) if n in g)
     defaults = tuple(_ident(d, depth) for d in f.__defaults__ or ())
     kwdefaults = tuple(sorted((k, _ident(v, depth)) for k, v in (f.__kwdefaults__ or {}).items()))
     return (code, cells, globs, defaults, kwdefaults)
@@ -61,7 +84,7 @@ def referents(f: Callable) -> tuple:
     """The objects whose ids `fn_key(f)` may use, to keep alive with the key."""
     out: list[Any] = [f]
     if isinstance(f, types.FunctionType):
-        out += [f.__globals__.get(n) for n in f.__code__.co_names]
+        out += [f.__globals__.get(n) for n in global_names(f.__code__)]
         out += [c.cell_contents for c in f.__closure__ or ()]
     return tuple(out)
 

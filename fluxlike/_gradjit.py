@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 import jax
 
-from ._capture import capture, global_names, rebuild
+from ._capture import capture, rebuild
+from ._fncache import global_names
 from ._tree import Tracer
 from ._walk import set_leaves_
 

@@ -97,6 +97,32 @@ def test_items_tuple_splatted_others_passed_whole():
     fl.train_(lambda m, x: jnp.mean(m(x) ** 2), model, [X[:8], X[8:16]], fl.setup(fl.Descent(0.1), model))
 
 
+SCRIPT = """
+import fluxlike as fl
+for epoch in range(4):  # a script's loop: `losses` is a global, and an attribute the loss reads
+    with count() if epoch > 0 else nothing():
+        losses = fl.train_(lambda m, x, y: fl.losses.mse(m(x), y), model, data, state)
+"""
+
+
+def test_rebinding_a_global_named_like_an_attribute_the_loss_reads_does_not_recompile(count_compiles):
+    import contextlib
+
+    seen = []
+
+    @contextlib.contextmanager
+    def count():
+        with count_compiles() as s:
+            yield
+        seen.extend(s)
+
+    model = fl.Dense(3, 1)
+    ns = dict(model=model, data=fl.DataLoader((X, Y), batchsize=8), state=fl.setup(fl.Adam(0.01), model),
+              count=count, nothing=contextlib.nullcontext)
+    exec(compile(SCRIPT, "<script>", "exec"), ns)
+    assert seen == []
+
+
 def test_fresh_lambda_each_epoch_compiles_once():
     model = fl.Dense(3, 1, key=0)
     state = fl.setup(fl.Adam(), model)
