@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from . import _table
 
-__all__ = ["Batch", "Ctx", "Derived", "H", "HVec", "each", "keep", "select"]
+__all__ = ["Batch", "Ctx", "Derived", "H", "HVec", "each", "keep", "per_leaf", "select"]
 
 
 class Batch(NamedTuple):
@@ -92,71 +92,104 @@ class H(dict):
 class HVec:
     """The hyperparameters of several Leafs as vectors, one entry per Leaf
     (what `update` reads from the table, a column at a time). Indexing gives
-    one Leaf's `h`, whose entries are sliced out only when a rule reads them."""
+    one Leaf's `h`; a column a rule reads is split into its Leafs' scalars
+    once, by one `unstack` (indexing each Leaf's entry would be two traced
+    equations per Leaf and hyperparameter, a third of a deep model's step)."""
 
-    __slots__ = ("vec", "derived", "n")
+    __slots__ = ("vec", "derived", "n", "_columns", "_derived", "_members")
 
     def __init__(self, vec: Any, n: int, derived: Derived | None = None) -> None:
         self.vec, self.n, self.derived = vec, n, derived
+        self._columns: dict = {}
+        self._derived: Any = None
+        self._members: list | None = None  # a chain's, made once
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, k: int) -> Any:
-        return _leaf_h(self.vec, self.derived, k)
+        if isinstance(self.vec, dict):
+            return _LazyH(self, k)
+        return [m[k] for m in self.members()]  # a chain: one h per member
 
     def __iter__(self) -> Any:
         return (self[k] for k in range(self.n))
 
     def member(self, j: int) -> HVec:
         """A chain member's hyperparameters."""
-        return HVec(self.vec[j], self.n)
+        return self.members()[j]
+
+    def members(self) -> list[HVec]:
+        if self._members is None:
+            self._members = [HVec(v, self.n) for v in self.vec]
+        return self._members
+
+    def column(self, name: str) -> Any:
+        """Hyperparameter `name` of every Leaf: its vectors split into lists of scalars."""
+        col = self._columns.get(name)
+        if col is None:
+            col = self._columns[name] = jax.tree.map(lambda a: per_leaf(a, self.n), self.vec[name])
+        return col
+
+    def derived_column(self) -> Any:
+        """The `Derived` scalars of every Leaf, split like `column`."""
+        if self._derived is None and self.derived is not None:
+            self._derived = jax.tree.map(lambda a: per_leaf(a, self.n), self.derived)
+        return self._derived
+
+
+def per_leaf(v: Any, n: int) -> list:
+    """A vector over the Leafs as a list of scalars, split by one traced
+    equation; a list stays as it is and a scalar is shared."""
+    if isinstance(v, list):
+        return v
+    if jnp.ndim(v) == 0:
+        return [v] * n
+    return list(jnp.unstack(v)) if n > 1 else [jnp.reshape(v, ())]
+
+
+def _pick(col: Any, k: int) -> Any:
+    return jax.tree.map(lambda c: c[k], col, is_leaf=lambda c: isinstance(c, list))
 
 
 class _LazyH(H):
-    """One Leaf's `h`: entries of the vectors, sliced when first read."""
+    """One Leaf's `h`: its entries of the split columns, taken when first read."""
 
-    __slots__ = ("_vec", "_k", "_derived", "_mine")
+    __slots__ = ("_hv", "_k", "_mine")
 
-    def __init__(self, vec: dict, derived: Derived | None, k: int) -> None:
+    def __init__(self, hv: HVec, k: int) -> None:
         super().__init__()  # empty until read
-        self._vec, self._k, self._derived, self._mine = vec, k, derived, None
+        self._hv, self._k, self._mine = hv, k, None
 
     @property  # type: ignore[override]
     def derived(self) -> Derived | None:
-        """This Leaf's entries of the derived vectors, sliced once when first read."""
-        if self._mine is None and self._derived is not None:
-            self._mine = jax.tree.map(lambda a: a[self._k], self._derived)
+        """This Leaf's entries of the derived vectors."""
+        if self._mine is None and self._hv.derived is not None:
+            self._mine = _pick(self._hv.derived_column(), self._k)
         return self._mine
 
     def __missing__(self, name: str) -> Any:
-        v = jax.tree.map(lambda a: a[self._k], self._vec[name])
+        v = _pick(self._hv.column(name), self._k)
         self[name] = v
         return v
 
     def __contains__(self, name: object) -> bool:
-        return name in self._vec
+        return name in self._hv.vec
 
     def keys(self) -> Any:
-        return self._vec.keys()
+        return self._hv.vec.keys()
 
     def __iter__(self) -> Any:
-        return iter(self._vec)
+        return iter(self._hv.vec)
 
     def __len__(self) -> int:
-        return len(self._vec)
+        return len(self._hv.vec)
 
     def items(self) -> Any:
-        return ((n, self[n]) for n in self._vec)
+        return ((n, self[n]) for n in self._hv.vec)
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self[name] if name in self._vec else default
-
-
-def _leaf_h(vec: Any, derived: Derived | None, k: int) -> Any:
-    if isinstance(vec, dict):
-        return _LazyH(vec, derived, k)
-    return [_leaf_h(v, None, k) for v in vec]  # a chain: one h per member
+        return self[name] if name in self._hv.vec else default
 
 
 # ---------------------------------------------------------------------------
@@ -171,7 +204,8 @@ def each(rule: Any, batch: Batch, ctx: Ctx) -> Batch:
     hs = prepared(rule, batch.h, batch.ts)
     split = rule.split
     new_s, new_d = [], []
-    for h, s, x, dx, t, ok in zip(hs, batch.states, batch.xs, batch.dxs, batch.ts, batch.live):
+    ts = per_leaf(batch.ts, len(batch.xs))
+    for h, s, x, dx, t, ok in zip(hs, batch.states, batch.xs, batch.dxs, ts, batch.live):
         if split:
             s2 = precise(rule.advance, h, s, x, dx, t, s)
             if ok is not None:

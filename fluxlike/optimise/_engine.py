@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _table
-from ._batch import Batch, Ctx, HVec, resolve, select
+from ._batch import Batch, Ctx, HVec, per_leaf, resolve, select
 
 __all__ = ["Engine", "RuleEngine", "Update", "scatter"]
 
@@ -124,7 +124,7 @@ class RuleEngine(Engine):
         rows = table if isinstance(sel, slice) else table[sel]
         h = HVec(_table.read(rule, rows.T)[0], len(active))  # a column at a time, not a Leaf at a time
         ctx = Ctx(len(active), u.collect and self.checks)
-        batch = Batch(h, [states[i] for i in active], xs, u.dxs, u.ts, [~f for f in u.frozen])
+        batch = Batch(h, [states[i] for i in active], xs, u.dxs, u.ts, per_leaf(~u.frozen, len(active)))
         out = rule.run(batch, ctx)
         new = list(states)
         new_xs = []

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._batch import Batch, Ctx, keep
+from ._batch import Batch, Ctx, keep, per_leaf
 from .rule import Hyper, Rule, cast
 from .rules import Out, _nonneg, _zeros
 
@@ -319,7 +319,8 @@ class AccumGrad(Rule):
 
     def run(self, batch: Batch, ctx: Ctx) -> Batch:
         new_s, new_t, new_live = [], [], []
-        for h, acc, dx, t, ok in zip(batch.h, batch.states, batch.dxs, batch.ts, batch.live):
+        ts = per_leaf(batch.ts, len(batch.dxs))
+        for h, acc, dx, t, ok in zip(batch.h, batch.states, batch.dxs, ts, batch.live):
             hi = jnp.promote_types(acc.dtype, jnp.float32)
             acc2, emit = self._accumulate(h, acc.astype(hi), dx.astype(hi), t)
             acc2 = acc2.astype(acc.dtype)
