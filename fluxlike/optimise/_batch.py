@@ -284,8 +284,9 @@ def keep(ok: jax.Array, new: Any, old: Any) -> Any:
 
 def select(ok: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
     """`where(ok, new, old)` for a scalar `ok` and arrays of one shape and
-    dtype: `lax.select` directly (`jnp.where` is a nested jitted call in the
-    traced program, which costs compile time on deep models)."""
+    dtype: `lax.select_n` with the scalar predicate, one traced equation
+    (`jnp.where` is a nested jitted call and broadcasts `ok` first, which
+    costs compile time on deep models)."""
     if new is old:
         return new
-    return jax.lax.select(jnp.broadcast_to(ok, jnp.shape(new)), new, old)
+    return jax.lax.select_n(ok, old, new)
