@@ -11,7 +11,6 @@ cnn, `hand_reshape_pool` swaps `lax.reduce_window` pooling for a reshape (see
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
