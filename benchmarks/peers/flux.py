@@ -4,7 +4,11 @@
 - `fl_8b_donate`: the same function under `jax.jit(step, donate_argnums=(0, 1))`;
 - `fl_train_` (epoch workload): `fl.train_(loss, model, fl.DataLoader((X, Y), batchsize=32), state)`,
   which fuses the epoch into one `lax.scan`;
-- `fl_train_unfused` (epoch workload): the same with `fuse=False`, one compiled call per batch.
+- `fl_train_unfused` (epoch workload): the same with `fuse=False`, one compiled call per batch;
+- `fl_eager`: the seed page's first loop, no `jax.jit` written: `fl.withgradient(lambda m:
+  loss(m(x), y), model)` then `fl.update_(state, model, grads[0])` per batch (issue 9);
+- `fl_train_list` (epoch workload): `fl.train_` over a list of `(x, y)` device-array tuples,
+  the natural JAX form of the seed's `train_set` (issue 9).
 """
 
 from __future__ import annotations
@@ -151,4 +155,34 @@ class FluxTrainUnfused(FluxTrain):
     fuse = False
 
 
-IMPLS = {c.name: c for c in (Flux8b, Flux8bDonate, FluxTrain, FluxTrainUnfused)}
+class FluxEager(_Flux):
+    """The seed's eager loop: `fl.withgradient` then `fl.update_`, once per device batch."""
+
+    name = "fl_eager"
+    step_only = True
+
+    def __init__(self, wl: Workload, weights: list, data: tuple) -> None:
+        super().__init__(wl, weights, data)
+        self.batches = device_batches(data)
+        self.loss = LOSSES[wl.loss]
+
+    def run(self, k: int) -> list:
+        loss, model, state, out = self.loss, self.model, self.state, []
+        for x, y in cycle(self.batches, k):
+            val, grads = fl.withgradient(lambda m: loss(m(x), y), model)
+            fl.update_(state, model, grads[0])
+            out.append(val)
+        return out
+
+
+class FluxTrainList(FluxTrain):
+    """`fl.train_` over a list of `(x, y)` device-array tuples (stacked once, kept while unchanged)."""
+
+    name = "fl_train_list"
+
+    def __init__(self, wl: Workload, weights: list, data: tuple) -> None:
+        super().__init__(wl, weights, data)
+        self.loader = device_batches(data)
+
+
+IMPLS = {c.name: c for c in (Flux8b, Flux8bDonate, FluxTrain, FluxTrainUnfused, FluxEager, FluxTrainList)}
