@@ -248,3 +248,38 @@ def test_leaf_reads_its_rule_hyperparameters_state_and_flags():
     assert ox["w"].hyper["learning_rate"] == pytest.approx(0.02)
     leaves = jax.tree.leaves(ox["w"])  # optax's mu and nu for this array
     assert len(leaves) == 2 and all(a.shape == (2,) for a in leaves)
+
+
+def test_update_in_place_reuses_buffers_only_when_nothing_else_holds_them(monkeypatch):
+    from fluxlike.optimise import update as upd
+
+    donating = []
+    real = upd._update_jit_donating
+    monkeypatch.setattr(upd, "_update_jit_donating", lambda *a: donating.append(1) or real(*a))
+    model = net()
+    ref_model, ref_state = model, fl.setup(fl.Adam(0.01), model)
+    model = jax.tree.map(jnp.copy, model)  # a twin with arrays of its own
+    state = fl.setup(fl.Adam(0.01), model)
+    grads = fl.gradient(lambda m: loss(m(X), Y), jax.tree.map(jnp.copy, model), compile=False)[0]
+
+    kept = model.layers.enc.weight  # a reference the caller keeps: never donated
+    moment = state.layers.dec.layers[0].weight.state[0]
+    kept_bits, moment_bits = np.asarray(kept).tobytes(), np.asarray(moment).tobytes()
+    fl.update_(state, model, grads)
+    assert donating == []
+    assert np.asarray(kept).tobytes() == kept_bits and np.asarray(moment).tobytes() == moment_bits
+    del kept, moment
+    fl.update_(state, model, grads)  # nothing else holds them now: their buffers are reused
+    assert donating == [1]
+
+    for _ in range(2):  # the reference: the pure update, which never donates
+        ref_state, ref_model = fl.update(ref_state, ref_model, grads)
+    for a, b in zip(jax.tree.leaves((model, state)), jax.tree.leaves((ref_model, ref_state))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    shared = jnp.ones(3)  # tied weights: one array at two places, never donated twice
+    tied = {"a": shared, "b": shared}
+    del shared
+    tstate = fl.setup(fl.Descent(0.5), tied)
+    fl.update_(tstate, tied, {"a": jnp.ones(3), "b": jnp.ones(3)})
+    assert donating == [1] and tied["a"] is tied["b"] and tied["a"].tolist() == [0.0, 0.0, 0.0]
