@@ -1,6 +1,7 @@
 """Strict test settings: warnings from fluxlike are errors; the key stream is
 reseeded for every test so tests do not depend on their order. The
-`count_compiles` fixture counts XLA compilations inside a block."""
+`count_compiles` fixture counts XLA compilations inside a block, and
+`script_compiles` runs a script's source at a module's top level."""
 
 import contextlib
 import os
@@ -50,3 +51,24 @@ def _count_compiles():
 def count_compiles():
     """`with count_compiles() as seen:` ... `len(seen)` compilations."""
     return _count_compiles
+
+
+@pytest.fixture
+def script_compiles():
+    """`script_compiles(source, **names)`: run `source` as a script's top level
+    (its loop variables are globals) with `names` and a `count()` context
+    defined; returns the XLA compilations seen inside its `count()` blocks."""
+
+    def run(source: str, **names) -> list:
+        seen: list = []
+
+        @contextlib.contextmanager
+        def count():
+            with _count_compiles() as s:
+                yield
+            seen.extend(s)
+
+        exec(compile(source, "<script>", "exec"), {**names, "count": count})
+        return seen
+
+    return run

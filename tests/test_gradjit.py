@@ -9,7 +9,6 @@ must compile once per kind of call and never leak a tracer.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import jax
@@ -117,28 +116,19 @@ def test_seed_loop_compiles_once_in_100_steps_with_fresh_lambdas_and_batches(cou
 
 SCRIPT = """
 import fluxlike as fl
-out = []
 for x, y in data:  # a script's top level: x and y are globals of the lambda
     with count():
         out.append(fl.gradient(lambda m: fl.losses.mse(m(x), y), model)[0].weight)
 """
 
 
-def test_a_scripts_top_level_loop_reads_each_batch_from_its_globals(count_compiles):
+def test_a_scripts_top_level_loop_reads_each_batch_from_its_globals(script_compiles):
     data = [(randn(4, 2), randn(4, 1)) for _ in range(5)]
     model = fl.Dense(2, 1)
-    seen = []
-
-    @contextlib.contextmanager
-    def count():
-        with count_compiles() as s:
-            yield
-        seen.extend(s)
-
-    ns = {"data": data, "model": model, "count": count}
-    exec(compile(SCRIPT, "<script>", "exec"), ns)
+    out: list = []
+    seen = script_compiles(SCRIPT, data=data, model=model, out=out)
     want = [fl.gradient(lambda m: fl.losses.mse(m(x), y), model, compile=False)[0].weight for x, y in data]
-    for got, ref in zip(ns["out"], want):
+    for got, ref in zip(out, want):
         np.testing.assert_allclose(got, ref, rtol=1e-6)
     assert len(seen) == 1  # the five calls share one program
 

@@ -105,21 +105,12 @@ for epoch in range(4):  # a script's loop: `losses` is a global, and an attribut
 """
 
 
-def test_rebinding_a_global_named_like_an_attribute_the_loss_reads_does_not_recompile(count_compiles):
+def test_rebinding_a_global_named_like_an_attribute_the_loss_reads_does_not_recompile(script_compiles):
     import contextlib
 
-    seen = []
-
-    @contextlib.contextmanager
-    def count():
-        with count_compiles() as s:
-            yield
-        seen.extend(s)
-
     model = fl.Dense(3, 1)
-    ns = dict(model=model, data=fl.DataLoader((X, Y), batchsize=8), state=fl.setup(fl.Adam(0.01), model),
-              count=count, nothing=contextlib.nullcontext)
-    exec(compile(SCRIPT, "<script>", "exec"), ns)
+    seen = script_compiles(SCRIPT, model=model, data=fl.DataLoader((X, Y), batchsize=8),
+                           state=fl.setup(fl.Adam(0.01), model), nothing=contextlib.nullcontext)
     assert seen == []
 
 
