@@ -126,13 +126,17 @@ def _stackable(data: Any) -> tuple[Any, list] | None:
 def _stack(column: list) -> Any:
     """One array from a column of same-shape arrays, stacked on the host (a
     device-side stack of N operands compiles an N-operand program: seconds and
-    hundreds of MB for an epoch) and moved to the first item's device once."""
+    hundreds of MB for an epoch) and moved to the first item's device once.
+    The result is committed to that device only when the items are: jit
+    compiles committed and uncommitted arguments as different programs, so
+    a list of ordinary arrays must give what a DataLoader gives."""
     if not isinstance(column[0], jax.Array):
         return np.stack(column)
     devices = column[0].devices()
     if len(devices) > 1:  # sharded items: stack where they live
         return jnp.stack(column)
-    return jax.device_put(np.stack(jax.device_get(column)), next(iter(devices)))
+    host = np.stack(jax.device_get(column))
+    return jax.device_put(host, next(iter(devices))) if column[0].committed else jnp.asarray(host)
 
 
 class _StackedLists:

@@ -70,6 +70,22 @@ def test_a_list_of_device_arrays_is_stacked_once_and_changes_are_seen():
                                rtol=1e-5)
 
 
+def test_a_list_and_a_dataloader_of_the_same_batches_share_one_program(count_compiles):
+    # jit compiles committed and uncommitted arguments separately: a stacked list must come out
+    # as a DataLoader's batches do, or alternating them (and the model they leave) recompiles
+    xs, ys = jnp.asarray(X), jnp.asarray(Y)
+    loader = fl.DataLoader((xs, ys), batchsize=8)
+    items = [(xs[i:i + 8], ys[i:i + 8]) for i in range(0, 40, 8)]
+    model = fl.Chain(fl.Dense(3, 4, fl.relu), fl.Dense(4, 1))
+    state = fl.setup(fl.Adam(0.01), model)
+    fl.train_(mse, model, loader, state)
+    with count_compiles() as seen:
+        for data in (items, items, loader, items, loader):
+            fl.train_(mse, model, data, state)
+    assert len(seen) == 0
+    assert not any(a.committed for a in jax.tree.leaves((model, state)) if isinstance(a, jax.Array))
+
+
 def test_items_tuple_splatted_others_passed_whole():
     class Batch(NamedTuple):
         x: np.ndarray
