@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 import optax
 
 import fluxlike as fl
+from peers.runner import peak_rss_bytes
 
 WIDTH, BATCH = 64, 64
 
@@ -94,7 +94,7 @@ def measure(impl: str, depth: int) -> dict[str, float]:
     x = jnp.asarray(np.random.default_rng(1).normal(size=(BATCH, WIDTH)).astype("float32"))
     y = jnp.zeros((BATCH, WIDTH))
     jax.block_until_ready((p, s, x, y))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_bytes() / 1024
     t0 = time.perf_counter()
     traced = step.trace(p, s, x, y)
     t1 = time.perf_counter()
@@ -105,7 +105,7 @@ def measure(impl: str, depth: int) -> dict[str, float]:
     p, s, val = step(p, s, x, y)  # the jit's own first call: cached trace, compile again (XLA's cache)
     jax.block_until_ready(val)
     t4 = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_bytes() / 1024
     times = []
     for _ in range(5):
         t = time.perf_counter()

@@ -33,8 +33,17 @@ Peak memory: for jax, XLA's memory_analysis of the step's compiled program
 (arguments + outputs - donated aliases + temporaries); for torch, the
 profiler's memory timeline (live tensors) over one step.
 
-Then scaling: per-step time and compile time of fluxlike (8b, donated) and
-hand against depth (8, 64, 256 Dense(64) layers, b64), and `train_`'s time
+Fresh processes: every row is also started alone in a new Python process
+(importing only its own library), which reports its first call (building
+the runner, then the first check steps up to the device: everything a user
+waits for before training runs at speed, with no cache warmed by another
+row) and the process's peak resident memory (VmHWM, imports and data
+included), next to hand-written's in the same conditions. `--no-fresh`
+skips this pass.
+
+Then scaling: per-step time, compile time and (fresh processes) first call
+and peak RSS of fluxlike (8b, donated) and hand against depth (8, 64, 256
+Dense(64) layers, b64), and `train_`'s time
 per step against epoch length (100, 1,000, 10,000 batches of the tiny MLP).
 
 `--cnn-study` runs, instead, the study of XLA's CPU convolutions against
@@ -60,7 +69,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from peers.runner import Runner, Unsupported
+from peers.runner import Runner, Unsupported, peak_rss_bytes
 from peers.workloads import Workload, deep, init_weights, make_batches
 
 TINY = (2, 16, 16, 1)
@@ -91,6 +100,10 @@ STEP_TARGET_DEFAULT = 1.10
 EPOCH_TARGET = 1.20
 EAGER_TARGET = 2.0       # the seed's eager loop / hand (issue 9)
 LIST_EPOCH_TARGET = 1.3  # train_ over a list of device arrays / hand_scan (issue 9)
+FIRST_LIST_TARGET = 2.0  # its first epoch / the scan's first call, fresh processes (issue 9)
+RSS_LIST_TARGET = 1.2    # its peak RSS / the scan's, fresh processes (issue 9)
+COMPILE_TARGET = 1.3     # deep scaling: fl_8b_donate first call / hand's, fresh processes (issue 9)
+RSS_TARGET = 1.15        # deep scaling: peak RSS / hand's, fresh processes (issue 9)
 MEMORY_TARGET = 1.10
 AHEAD_ON = ("tiny", "deep", "mlp", "epoch")
 SAMPLE_S = 0.1     # target length of a step sample, seconds
@@ -197,11 +210,14 @@ def compare(res: dict[str, Any], ref: dict[str, Any], nfirst: int) -> dict[str, 
 
 
 def run_workload(wl: Workload, impls: dict[str, type[Runner]], names: list[str] | None,
-                 log: Callable[[str], None], memory_of: Callable[[str], bool] = lambda name: True) -> dict[str, Any]:
+                 log: Callable[[str], None], memory_of: Callable[[str], bool] = lambda name: True,
+                 fresh: bool = True) -> dict[str, Any]:
     """Build, check, measure and time every applicable implementation on `wl`.
 
     `names` limits the implementations (the reference always runs); `memory_of(name)`
-    says whose peak memory to measure (for XLA that is one more compilation)."""
+    says whose peak memory to measure (for XLA that is one more compilation);
+    `fresh` runs each implementation again alone in a new process, for its
+    first call and peak RSS (`run_fresh`)."""
     weights = init_weights(wl)
     data = make_batches(wl)
     k = wl.nbatches if wl.epoch else wl.steps
@@ -244,6 +260,7 @@ def run_workload(wl: Workload, impls: dict[str, type[Runner]], names: list[str] 
     stats = {n: summary(t) for n, t in times.items()}
     compile_s = {n: max(0.0, first_s[n] - kcheck * stats[n]["median_us"] * 1e-6) for n in runners}
     ratios = {n: ratio(times, n, ref_name) for n in runners}
+    fresh_res = run_fresh(wl, impls, list(runners), log) if fresh else {}
     if wl.epoch:
         ratios_loop = {n: ratio(times, n, REFERENCE) for n in runners}
     else:
@@ -259,6 +276,7 @@ def run_workload(wl: Workload, impls: dict[str, type[Runner]], names: list[str] 
         "first_call_s": first_s,
         "compile_s": compile_s,
         "memory": memory,
+        "fresh": fresh_res,
         "samples_s_per_step": times,
         "stats": stats,
         "ratio_to_reference": ratios,
@@ -267,10 +285,58 @@ def run_workload(wl: Workload, impls: dict[str, type[Runner]], names: list[str] 
 
 
 # ---------------------------------------------------------------------------
+# fresh processes: first call and peak RSS
+
+
+def fresh_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """In this (new) process: build one runner, time its first call, read the peak RSS.
+
+    `spec` holds the runner's module and name and the workload's fields. The
+    first call is the runner's construction plus its first check steps up to
+    the device; then the timed sample's steps run once more (what a
+    measurement round allocates), and the peak RSS is read."""
+    import jax
+
+    wl = Workload(**{**spec["workload"], "sizes": tuple(spec["workload"]["sizes"])})
+    cls = importlib.import_module(spec["module"]).IMPLS[spec["impl"]]
+    weights, data = init_weights(wl), make_batches(wl)
+    jax.block_until_ready(jax.numpy.zeros(1) + 1)  # the backend's own start-up is not the runner's
+    base = peak_rss_bytes()
+    k = wl.nbatches if wl.epoch else wl.steps
+    kcheck = wl.nbatches if wl.epoch else 3
+    t0 = time.perf_counter()
+    r = cls(wl, weights, data)
+    build = time.perf_counter() - t0
+    first = timed(r, kcheck)[0]
+    timed(r, k)
+    return {"first_call_s": build + first, "build_s": build, "peak_rss": peak_rss_bytes(), "base_rss": base}
+
+
+def run_fresh(wl: Workload, impls: dict[str, type[Runner]], names: list[str], log: Callable[[str], None],
+              timeout: float = 600.0) -> dict[str, Any]:
+    """`fresh_one` for each named implementation on `wl`, each in its own process (name -> result or error)."""
+    out: dict[str, Any] = {}
+    wfields = {f: getattr(wl, f) for f in ("name", "kind", "sizes", "batch", "loss", "steps", "rounds", "epoch")}
+    for name in names:
+        spec = {"module": impls[name].__module__, "impl": name, "workload": to_json(wfields)}
+        try:
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--fresh-one", json.dumps(spec)],
+                               capture_output=True, text=True, timeout=timeout,
+                               cwd=os.path.dirname(os.path.abspath(__file__)))
+            if p.returncode != 0:
+                raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1])
+            out[name] = json.loads(p.stdout.strip().splitlines()[-1])
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
+            log(f"  fresh {name}: FAILED {out[name]['error']}")
+    return out
+
+
+# ---------------------------------------------------------------------------
 # scaling
 
 
-def run_scaling(mode: str, impls: dict[str, type[Runner]], log: Callable[[str], None]) -> dict[str, Any]:
+def run_scaling(mode: str, impls: dict[str, type[Runner]], log: Callable[[str], None], fresh: bool = True) -> dict[str, Any]:
     """Step time and compile time against depth; train_'s time per step against epoch length."""
     out: dict[str, Any] = {"depth": {}, "epoch_length": {}}
     quick = mode == "quick"
@@ -278,11 +344,11 @@ def run_scaling(mode: str, impls: dict[str, type[Runner]], log: Callable[[str], 
         steps = max(4, (800 if not quick else 200) // d)
         wl = deep(d, steps, 5 if quick else 9)
         log(f"scaling: depth {d}")
-        out["depth"][d] = run_workload(wl, impls, ["fl_8b_donate", "hand"], log, lambda n: False)
+        out["depth"][d] = run_workload(wl, impls, ["fl_8b_donate", "hand"], log, lambda n: False, fresh=fresh)
     for nb in SCALING_EPOCHS[mode]:
         wl = Workload(f"epoch{nb}", "mlp", TINY, 32, "mse", 0, 3 if quick else (9 if nb < 10_000 else 5), epoch=32 * nb)
         log(f"scaling: epoch of {nb} batches")
-        out["epoch_length"][nb] = run_workload(wl, impls, ["fl_train_", "hand_scan"], log, lambda n: False)
+        out["epoch_length"][nb] = run_workload(wl, impls, ["fl_train_", "hand_scan"], log, lambda n: False, fresh=False)
     return out
 
 
@@ -303,23 +369,52 @@ def mib(b: int | None) -> str:
 def workload_table(res: dict[str, Any]) -> list[str]:
     """One workload's Markdown table, fastest first."""
     ref = res["reference"]
-    rows = ["| implementation | first call − steady (s) | median µs/step [min–max] | steps/s | peak MiB "
-            f"| × {ref} (medians) | × {ref} (paired) |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    fresh = res.get("fresh") or {}
+    rows = ["| implementation | first call − steady (s) | median µs/step [min–max] | steps/s | peak MiB (XLA) "
+            f"| × {ref} (medians) | × {ref} (paired) | first call, fresh (s) | peak RSS MiB, fresh (× {ref}) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in sorted(res["stats"].items(), key=lambda kv: kv[1]["median_us"]):
         r = res["ratio_to_reference"][name]
         mem = res["memory"].get(name)
         flag = " ⚠ disagrees" if name in res["check"]["disagree"] else ""
         rows.append(f"| {name}{flag} | {res['compile_s'][name]:.2f} | {s['median_us']:.1f} [{s['min_us']:.1f}–{s['max_us']:.1f}] "
                     f"| {s['steps_per_s']:.0f} | {mib(mem['bytes'] if mem else None)} "
-                    f"| {r['of_medians']:.2f} | {r['paired']:.2f} |")
+                    f"| {r['of_medians']:.2f} | {r['paired']:.2f} | {fresh_cells(fresh, name, ref)} |")
     for name, e in res["errors"].items():
-        rows.append(f"| {name} | failed: {e} | | | | | |")
+        rows.append(f"| {name} | failed: {e} | | | | | | | |")
     return rows
 
 
+def fresh_ratio(fresh: dict[str, Any], a: str, b: str, key: str) -> float | None:
+    """`fresh[a][key] / fresh[b][key]`, or None when either run is missing or failed.
+
+    Example:
+        >>> fresh_ratio({"a": {"peak_rss": 3.0}, "b": {"peak_rss": 2.0}}, "a", "b", "peak_rss")
+        1.5
+    """
+    x, y = fresh.get(a, {}).get(key), fresh.get(b, {}).get(key)
+    return None if x is None or y is None else x / y
+
+
+def fresh_cells(fresh: dict[str, Any], name: str, ref: str) -> str:
+    """The two fresh-process cells of a row: first call (× ref) and peak RSS (× ref).
+
+    Example:
+        >>> fresh_cells({"a": {"first_call_s": 2.0, "peak_rss": 2**21}, "h": {"first_call_s": 1.0, "peak_rss": 2**20}}, "a", "h")
+        '2.00 (2.00×) | 2 (2.00×)'
+    """
+    f = fresh.get(name)
+    if not f:
+        return "— | —"
+    if "error" in f:
+        return f"failed: {f['error'][:60]} | —"
+    rt, rm = fresh_ratio(fresh, name, ref, "first_call_s"), fresh_ratio(fresh, name, ref, "peak_rss")
+    return (f"{f['first_call_s']:.2f}" + (f" ({rt:.2f}×)" if rt is not None else "") + " | "
+            + mib(f["peak_rss"]) + (f" ({rm:.2f}×)" if rm is not None else ""))
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target of issue #5 that this run can judge, with the measured value."""
+    """Every target of issues 5 and 9 that the workloads can judge, with the measured value."""
     out = []
     for name, res in results.items():
         st, rt = res["stats"], res["ratio_to_reference"]
@@ -329,6 +424,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 if r:
                     out.append({"target": f"{name}: {fl_name} / hand_scan ≤ {lim}", "value": r["of_medians"],
                                 "paired": r["paired"], "ok": r["of_medians"] <= lim})
+            fr = res.get("fresh") or {}
+            for key, lim, what in (("first_call_s", FIRST_LIST_TARGET, "first call"), ("peak_rss", RSS_LIST_TARGET, "peak RSS")):
+                v = fresh_ratio(fr, "fl_train_list", EPOCH_REFERENCE, key)
+                if v is not None:
+                    out.append({"target": f"{name}: fl_train_list {what} / hand_scan's, fresh process ≤ {lim}",
+                                "value": v, "paired": None, "ok": v <= lim})
             rl = res["ratio_to_hand_loop"].get("fl_8b")
             if rl:
                 out.append({"target": f"{name}: fl_8b loop / hand loop ≤ {STEP_TARGET_DEFAULT}", "value": rl["of_medians"],
@@ -364,15 +465,34 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def scaling_targets(sc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 9's depth targets: first call (trace + compile) and peak RSS against hand, fresh processes."""
+    out = []
+    for d, res in sc["depth"].items():
+        fr = res.get("fresh") or {}
+        for key, lim, what in (("first_call_s", COMPILE_TARGET, "first call"), ("peak_rss", RSS_TARGET, "peak RSS")):
+            v = fresh_ratio(fr, "fl_8b_donate", REFERENCE, key)
+            if v is not None:
+                out.append({"target": f"deep{d}: fl_8b_donate {what} / hand's, fresh process ≤ {lim}",
+                            "value": v, "paired": None, "ok": v <= lim})
+    return out
+
+
 def scaling_tables(sc: dict[str, Any]) -> list[str]:
     """Markdown tables of the scaling runs."""
     rows = ["| layers | fl_8b_donate µs/step | hand µs/step | difference µs (per layer) | fl_8b_donate / hand "
-            "| compile s fl_8b_donate / hand |", "|---:|---:|---:|---:|---:|---:|"]
+            "| compile s fl_8b_donate / hand | first call s, fresh: fl_8b_donate / hand | peak RSS MiB, fresh: fl_8b_donate / hand |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    nan = float("nan")
     for d, res in sc["depth"].items():
-        st, c = res["stats"], res["compile_s"]
-        f, h = (st.get(n, {}).get("median_us", float("nan")) for n in ("fl_8b_donate", "hand"))
+        st, c, fr = res["stats"], res["compile_s"], res.get("fresh") or {}
+        f, h = (st.get(n, {}).get("median_us", nan) for n in ("fl_8b_donate", "hand"))
+        ff, fh = (fr.get(n, {}) for n in ("fl_8b_donate", "hand"))
+        rt, rm = (fresh_ratio(fr, "fl_8b_donate", "hand", k) for k in ("first_call_s", "peak_rss"))
         rows.append(f"| {d} | {f:.1f} | {h:.1f} | {f - h:.1f} ({(f - h) / int(d):.2f}) | {f / h:.2f} "
-                    f"| {c.get('fl_8b_donate', float('nan')):.2f} / {c.get('hand', float('nan')):.2f} |")
+                    f"| {c.get('fl_8b_donate', nan):.2f} / {c.get('hand', nan):.2f} "
+                    f"| {ff.get('first_call_s', nan):.2f} / {fh.get('first_call_s', nan):.2f} ({rt or nan:.2f}×) "
+                    f"| {mib(ff.get('peak_rss'))} / {mib(fh.get('peak_rss'))} ({rm or nan:.2f}×) |")
     rows += ["", "| epoch batches | fl_train_ µs/step | hand_scan µs/step | fl_train_ / hand_scan | fl_train_ first call s |",
              "|---:|---:|---:|---:|---:|"]
     for nb, res in sc["epoch_length"].items():
@@ -450,12 +570,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated workloads (tiny,deep,mlp,cnn,epoch)")
     ap.add_argument("--impls", default="", help="comma-separated implementations (the reference always runs)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the depth and epoch-length scaling runs")
+    ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process pass (first call, peak RSS)")
+    ap.add_argument("--fresh-one", help=argparse.SUPPRESS)  # a child of run_fresh: one runner, as JSON
     ap.add_argument("--cnn-study", action="store_true",
                     help="instead of the suite: XLA flags, layouts and conv lowerings against PyTorch on the cnn step")
     ap.add_argument("--json", default="benchmarks/results.json", help="where to write all raw numbers")
     ap.add_argument("--markdown", default="", help="also write the Markdown report here")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if args.fresh_one:
+        print(json.dumps(fresh_one(json.loads(args.fresh_one))))
+        return 0
     log = lambda s: print(s, flush=True)
     mode = "quick" if args.quick else "full"
     if args.cnn_study:
@@ -490,11 +615,11 @@ def main(argv: list[str] | None = None) -> int:
         if only and wl.name not in only:
             continue
         log(f"{wl.name}: {wl}")
-        out["workloads"][wl.name] = run_workload(wl, impls, names, log, memory_of)
+        out["workloads"][wl.name] = run_workload(wl, impls, names, log, memory_of, fresh=not args.no_fresh)
         log("\n".join(workload_table(out["workloads"][wl.name])))
     if not args.no_scaling and not only:
-        out["scaling"] = run_scaling(mode, impls, log)
-    out["targets"] = targets(out["workloads"])
+        out["scaling"] = run_scaling(mode, impls, log, fresh=not args.no_fresh)
+    out["targets"] = targets(out["workloads"]) + (scaling_targets(out["scaling"]) if out.get("scaling") else [])
     out["machine"]["load_average_end"] = os.getloadavg()
     out["wall_s"] = time.perf_counter() - t0
     text = report(out)

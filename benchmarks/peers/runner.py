@@ -112,6 +112,22 @@ def xla_memory(jitted: Any, *args: Any, how: str = "XLA memory_analysis") -> dic
             "temp": int(m.temp_size_in_bytes)}
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux's VmHWM), in bytes.
+
+    Not `resource.getrusage(...).ru_maxrss`: Linux carries that across fork
+    and exec, so a child started by a large parent reports the parent's peak.
+
+    Example:
+        >>> from peers.runner import peak_rss_bytes
+        >>> peak_rss_bytes() > 0
+        True
+    """
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kb * 1024
+
+
 def pairs(flat: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     """`[w0, b0, w1, b1, ...]` as numpy `(w, b)` pairs.
 
