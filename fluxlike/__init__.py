@@ -14,8 +14,12 @@ from .activations import (
     softplus, softshrink, softsign, swish, tanh, tanhshrink, trelu,
 )
 from .data import DataLoader, onecold, onehot, onehotbatch
-from .functor import cpu, destructure, f16, f32, f64, fmap, gpu, loadmodel_, params, state
+from .functor import cpu, destructure, f16, f32, f64, fmap, gpu, params, state
 from .gradient import gradient, withgradient
+from .saving.checkpoint import loadcheckpoint_, savecheckpoint
+from .saving.manager import CheckpointManager
+from .saving.model import loadmodel_, savemodel
+from .saving.pytorch import loadtorch_, torchstate
 from .init import (
     glorot_normal, glorot_uniform, identity_init, kaiming_normal, kaiming_uniform, lecun_normal,
     nfan, ones32, orthogonal, rand32, randn32, sparse_init, truncated_normal, zeros32,
@@ -51,7 +55,9 @@ __all__ = [
     "relu6", "rrelu", "selu", "sigmoid", "softmax", "softplus", "softshrink", "softsign", "swish",
     "tanh", "tanhshrink", "trelu",
     "DataLoader", "onecold", "onehot", "onehotbatch",
-    "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "loadmodel_", "params", "state",
+    "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "params", "state",
+    "loadmodel_", "savemodel", "loadcheckpoint_", "savecheckpoint", "CheckpointManager",
+    "loadtorch_", "torchstate",
     "gradient", "withgradient",
     "glorot_normal", "glorot_uniform", "identity_init", "kaiming_normal", "kaiming_uniform",
     "lecun_normal", "nfan", "ones32", "orthogonal", "rand32", "randn32", "sparse_init",

@@ -39,6 +39,16 @@ class _KeyStream:
 _STREAM = _KeyStream(_DEFAULT_SEED)
 
 
+def stream_key() -> jax.Array:
+    """The key stream's current key (what a checkpoint saves), without advancing it."""
+    return _STREAM._key
+
+
+def set_stream_key(key: Any) -> None:
+    """Put the key stream at `key` (raw key data, uint32 of shape (2,)), as a checkpoint restores it."""
+    _STREAM._key = jnp.asarray(key, jnp.uint32)
+
+
 def seed(n: int) -> None:
     """Reseed fluxlike's default key stream, so that layers built without
     `key=` are reproducible.

@@ -1,5 +1,5 @@
 """Whole-model functions: `params`, `fmap`, `destructure`, precision and
-device moves, `state` and `loadmodel_`."""
+device moves, and `state` (what `fl.loadmodel_`, in saving/model.py, reads)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from ._tree import is_array, is_float, keystr
 from ._walk import keep_float32_mask, set_leaves_, trainable_mask
 
-__all__ = ["params", "fmap", "destructure", "f16", "f32", "f64", "cpu", "gpu", "state", "loadmodel_"]
+__all__ = ["params", "fmap", "destructure", "f16", "f32", "f64", "cpu", "gpu", "state"]
 
 
 def params(model: Any) -> list[jax.Array]:
@@ -188,53 +188,3 @@ def state(model: Any) -> Any:
         (1, 2)
     """
     return jax.tree.map(lambda x: x, model)
-
-
-def loadmodel_(model: Any, src: Any) -> Any:
-    """Copy the arrays of `src` (a model of the same shape, or `fl.state` of
-    one) into `model` in place; returns `model`.
-
-    Every entry is checked first: a source entry that is not an array, or
-    whose shape or dtype differs from the model's, is reported, all of them
-    in one error, and then nothing is changed. Dtypes are never converted:
-    convert the model (`fl.f16`, `fl.f32`) or the source yourself.
-
-    Example:
-        >>> import fluxlike as fl
-        >>> a, b = fl.Dense(2, 1), fl.Dense(2, 1)
-        >>> _ = fl.loadmodel_(b, fl.state(a))
-        >>> bool((a.weight == b.weight).all())
-        True
-        >>> fl.loadmodel_(b, fl.f16(a))
-        Traceback (most recent call last):
-        TypeError: loadmodel_: 2 entries do not match the model, so nothing was loaded:
-          model.weight: dtype float32, the source float16
-          model.bias: dtype float32, the source float16
-    """
-    dst_pairs, treedef = jax.tree_util.tree_flatten_with_path(model)
-    try:
-        src_leaves = treedef.flatten_up_to(src)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"loadmodel_: the source does not have the model's structure ({e})") from None
-    problems, kinds, new = [], set(), []
-    for (path, d), s in zip(dst_pairs, src_leaves):
-        where = f"model{keystr(path)}"
-        if not is_array(s):
-            problems.append(f"{where}: the source holds a {type(s).__name__}, not an array")
-            kinds.add(TypeError)
-        elif tuple(s.shape) != tuple(d.shape):
-            problems.append(f"{where} has shape {tuple(d.shape)}, the source {tuple(s.shape)}")
-            kinds.add(ValueError)
-        elif jnp.dtype(s.dtype) != jnp.dtype(d.dtype):
-            problems.append(f"{where}: dtype {jnp.dtype(d.dtype)}, the source {jnp.dtype(s.dtype)}")
-            kinds.add(TypeError)
-        else:
-            new.append(jnp.asarray(s))
-    if problems:
-        kind = ValueError if kinds == {ValueError} else TypeError
-        if len(problems) == 1:
-            raise kind(f"loadmodel_: {problems[0]}; nothing was loaded")
-        lines = "\n  ".join(problems)
-        raise kind(f"loadmodel_: {len(problems)} entries do not match the model, so nothing was loaded:\n  {lines}")
-    set_leaves_(model, new)
-    return model
