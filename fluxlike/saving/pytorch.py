@@ -257,9 +257,9 @@ def _torch_modules(state_dict: Any, fn: str) -> list[tuple[str, dict[str, np.nda
         if not isinstance(key, str):
             raise TypeError(f"{fn}: state_dict keys must be str, got {key!r}")
         prefix, _, suffix = key.rpartition(".")
-        if prefix.endswith("out_proj") and prefix[:-len("out_proj")].rstrip(".") in groups and any(
-                s.endswith("proj_weight") for s in groups[prefix[:-len("out_proj")].rstrip(".")]):
-            prefix, suffix = prefix[:-len("out_proj")].rstrip("."), "out_proj." + suffix
+        owner = prefix[:-len(".out_proj")] if prefix.endswith(".out_proj") else ("" if prefix == "out_proj" else None)
+        if owner is not None and owner in groups and any(s.endswith("proj_weight") for s in groups[owner]):
+            prefix, suffix = owner, "out_proj." + suffix  # a MultiheadAttention's output projection
         groups.setdefault(prefix, {})[suffix] = _np(value)
     return [(p, g) for p, g in groups.items() if set(g) != {"num_batches_tracked"}]
 
