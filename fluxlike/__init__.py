@@ -20,6 +20,7 @@ from .saving.checkpoint import loadcheckpoint_, savecheckpoint
 from .saving.manager import CheckpointManager
 from .saving.model import loadmodel_, savemodel
 from .saving.pytorch import loadtorch_, torchstate
+from .sharding import FSDP, Replicate, gather, shard, shard_
 from .init import (
     glorot_normal, glorot_uniform, identity_init, kaiming_normal, kaiming_uniform, lecun_normal,
     nfan, ones32, orthogonal, rand32, randn32, sparse_init, truncated_normal, zeros32,
@@ -58,6 +59,7 @@ __all__ = [
     "cpu", "destructure", "f16", "f32", "f64", "fmap", "gpu", "params", "state",
     "loadmodel_", "savemodel", "loadcheckpoint_", "savecheckpoint", "CheckpointManager",
     "loadtorch_", "torchstate",
+    "FSDP", "Replicate", "gather", "shard", "shard_",
     "gradient", "withgradient",
     "glorot_normal", "glorot_uniform", "identity_init", "kaiming_normal", "kaiming_uniform",
     "lecun_normal", "nfan", "ones32", "orthogonal", "rand32", "randn32", "sparse_init",

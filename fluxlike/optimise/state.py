@@ -436,7 +436,30 @@ def setup(rule: Any, model: Any) -> OptState:
     engine = RuleEngine(rule, paths) if isinstance(rule, Rule) else OptaxEngine(rule, paths)
     states, hyper = engine.setup(xs)
     counts = jnp.zeros((len(index), 2), jnp.int32)
+    mesh = _mesh_of(xs)
+    if mesh is not None:  # a model on a mesh: the tables, and any state not placed by its parameter, replicated
+        states, hyper, counts = _on_mesh((states, hyper, counts), mesh)
     return _make(states, hyper, counts, _Spec(len(leaves), index, paths, mirror, engine))
+
+
+def _mesh_of(xs: list) -> Any:
+    """The mesh the model's arrays are placed on (`fl.shard`), or None."""
+    for x in xs:
+        s = getattr(x, "sharding", None)
+        if isinstance(s, jax.sharding.NamedSharding):
+            return s.mesh
+    return None
+
+
+def _on_mesh(tree: Any, mesh: Any) -> Any:
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def put(x: Any) -> Any:
+        if isinstance(getattr(x, "sharding", None), jax.sharding.NamedSharding):
+            return x
+        return jax.device_put(x, rep)
+
+    return jax.tree.map(put, tree)
 
 
 # ---------------------------------------------------------------------------
