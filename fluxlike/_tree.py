@@ -42,6 +42,23 @@ def is_float(x: Any) -> bool:
     return dt is not None and jnp.issubdtype(dt, jnp.inexact)
 
 
+def explicit_spec(x: Any) -> Any:
+    """The PartitionSpec of an array (or tracer) split over an Explicit mesh
+    axis, else None (whole arrays, Auto meshes, one device)."""
+    if not isinstance(x, jax.Array):
+        return None
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
+    return spec if spec is not None and any(p is not None for p in spec) else None
+
+
+def reshard_like(x: Any, ref: Any) -> Any:
+    """`x` split as `ref` is on its Explicit mesh (whole when `ref` is whole
+    and `x` is split); unchanged when neither is split."""
+    if explicit_spec(ref) is None and explicit_spec(x) is None:
+        return x
+    return jax.sharding.reshard(x, jax.typeof(ref).sharding)
+
+
 def keystr(path: tuple) -> str:
     """`.layers[0].weight` for a JAX key path."""
     out = []

@@ -177,6 +177,35 @@ def _check_options(batchsize: Any, shuffle: Any, partial: Any, collate: Any, rng
                          "or drop rng.")
 
 
+def _check_mesh(mesh: Any, batchsize: int, n: int, partial: bool, collate: Any, leaves: Any) -> Any:
+    """`mesh`, checked: a jax Mesh whose device count divides every batch."""
+    if mesh is None:
+        return None
+    from jax.sharding import Mesh
+
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"DataLoader: mesh must be a jax.sharding.Mesh (jax.make_mesh((8,), ('data',))), "
+                        f"got {type(mesh).__name__}")
+    if jax.process_count() > 1:
+        raise NotImplementedError(
+            "DataLoader(mesh=...) with several processes (each reading only its own rows) is not built yet; "
+            "with jax.distributed, build the global batches yourself with "
+            "jax.make_array_from_process_local_data")
+    if leaves is None or collate not in (None, True):
+        raise TypeError("DataLoader: mesh= needs array data (a tuple/dict of arrays sharing axis 0), "
+                        "whose batches are arrays to shard")
+    size = mesh.size
+    if batchsize < 0 or batchsize % size:
+        raise ValueError(f"DataLoader: batchsize={batchsize} is the global batch, split over the mesh's {size} "
+                         f"devices, which do not divide it; use a multiple of {size}")
+    rest = n % batchsize
+    if partial and rest and rest % size:
+        raise ValueError(f"DataLoader: the last batch would hold {rest} of the {n} observations, which the "
+                         f"mesh's {size} devices do not divide; pass partial=False to drop it, or a batchsize "
+                         f"that leaves a multiple of {size}")
+    return mesh
+
+
 def _check_rng(rng: Any) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng(_DEFAULT_SEED)
@@ -218,6 +247,12 @@ class DataLoader:
         advances), an int seed, or `None` for a generator of this loader's own
         seeded with 0, so that runs are reproducible (`fl.seed` does not
         affect it).
+      mesh: a `jax.sharding.Mesh`: `batchsize` is then the global batch, and
+        every batch (and `stacked()`'s epoch, on its batch axis) comes out as
+        a global array split over all the mesh's devices on the batch axis,
+        for data-parallel or FSDP training (`fl.shard`). A batch size (or a
+        partial last batch) the device count does not divide is an error.
+        One process only, for now.
 
     Batches keep the container type (a tuple comes out as a plain tuple, so
     `loss(m, *batch)` works). Numpy data gives numpy batches (host memory;
@@ -243,13 +278,14 @@ class DataLoader:
 
     def __init__(self, data: Any, batchsize: int = 1, shuffle: bool = False,
                  partial: bool = True, collate: bool | Callable[[list], Any] | None = None,
-                 rng: np.random.Generator | int | None = None) -> None:
+                 rng: np.random.Generator | int | None = None, mesh: Any = None) -> None:
         _check_options(batchsize, shuffle, partial, collate, rng)
         self._leaves, n = _observations(data)
         if batchsize > n:
             warnings.warn(f"DataLoader: batchsize={batchsize} exceeds the {n} observations; "
                           f"using batchsize={n} (as MLUtils does).", stacklevel=2)
             batchsize = n
+        self._mesh = _check_mesh(mesh, batchsize, n, partial, collate, self._leaves)
         self._data = data
         self._n = n
         self._batchsize = int(batchsize)
@@ -267,6 +303,7 @@ class DataLoader:
     collate = property(lambda self: self._collate, doc="The collate option given.")
     rng = property(lambda self: self._rng, doc="The Generator that shuffles (None: no shuffle).")
     nobs = property(lambda self: self._n, doc="Number of observations in the dataset.")
+    mesh = property(lambda self: self._mesh, doc="The mesh batches are sharded over (None: not sharded).")
 
     def __len__(self) -> int:
         if self._batchsize < 0:
@@ -305,7 +342,17 @@ class DataLoader:
 
     def _batches(self, order: np.ndarray) -> Iterator[Any]:
         for idx in self._index_batches(order):
-            yield self._getbatch(idx)
+            yield self._placed(self._getbatch(idx), 0)
+
+    def _placed(self, tree: Any, axis: int) -> Any:
+        """With a mesh: every array of `tree` as a global array split over all
+        the mesh's devices on `axis` (the batch axis), else `tree`."""
+        if self._mesh is None or tree is None:
+            return tree
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        spec = PartitionSpec(*([None] * axis), tuple(self._mesh.axis_names))
+        return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(self._mesh, spec)), tree)
 
     def _rows(self, idx: np.ndarray | int) -> Any:
         """The data at `idx` (one fancy index per array), in data's container type."""
@@ -369,7 +416,7 @@ class DataLoader:
         if bs > 0:
             batches = _unflatten(batches, (x.reshape(full // bs, bs, *x.shape[1:])
                                            for _, x in _flatten(batches)))
-        return batches, rest
+        return self._placed(batches, 1 if bs > 0 else 0), self._placed(rest, 0)
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._gradjit import CompiledCalls
-from ._tree import tracing
+from ._tree import explicit_spec, reshard_like, tracing
 from ._walk import set_leaves_, trainable_mask
 from .module import Module, _train_context
 
@@ -97,11 +97,11 @@ def withgradient(f: Callable, *args: Any, compile: bool = True) -> tuple[Any, tu
     Works eagerly and inside `jax.jit`.
 
     Called outside a trace, the call compiles itself (DESIGN.md, "Eager
-    code runs compiled"): from the second call of the same function code,
-    closure and argument structure, one compiled program is reused, with
-    the arrays of the closure and globals passed in as arguments, so the
-    loop `for x, y in data: fl.gradient(lambda m: loss(m(x), y), model)`
-    runs at compiled speed. The first call runs eagerly. A function that
+    code runs compiled"): the first call of a function code, closure and
+    argument structure compiles one program, which later calls of the same
+    kind reuse, with the arrays of the closure and globals passed in as
+    arguments, so the loop `for x, y in data: fl.gradient(lambda m:
+    loss(m(x), y), model)` runs at compiled speed. A function that
     cannot be traced (Python control flow on array values, `float(loss)`,
     changing a list outside itself) runs eagerly after one warning saying
     why; `compile=False` runs eagerly without compiling or warning.
@@ -135,13 +135,14 @@ def _withgradient(f: Callable, args: tuple) -> tuple[Any, tuple]:
         copies = []
         for (leaves, treedef, mask), d in zip(flats, diff):
             it = iter(d)
-            copies.append(jax.tree.unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)]))
+            copies.append(jax.tree.unflatten(treedef, [_whole(next(it) if m else l) for l, m in zip(leaves, mask)]))
         with _train_context(True):
             out = f(*copies)
         loss = _scalar(_pick_loss(out))
         state = [
-            [l for l, m in zip(jax.tree.leaves(c), mask) if not m] if isinstance(c, Module) else None
-            for c, (_, _, mask) in zip(copies, flats)
+            [_like(new, old) for new, old, m in zip(jax.tree.leaves(c), leaves, mask) if not m]
+            if isinstance(c, Module) else None
+            for c, (leaves, _, mask) in zip(copies, flats)
         ]
         return loss, (out, state)
 
@@ -156,6 +157,21 @@ def _withgradient(f: Callable, args: tuple) -> tuple[Any, tuple]:
         it = iter(g)
         result.append(jax.tree.unflatten(treedef, [next(it) if m else None for m in mask]))
     return out, tuple(result)
+
+
+def _whole(x: Any) -> Any:
+    """FSDP on an Explicit mesh: the array gathered whole on every device for
+    the forward pass (its gradient is split back by the transpose), so the
+    layer code never sees a split weight. Arrays on Auto meshes, or whole,
+    are returned as they are: there the compiler places the gathers."""
+    if explicit_spec(x) is None:
+        return x
+    return jax.sharding.reshard(x, jax.typeof(x).sharding.update(spec=jax.sharding.PartitionSpec()))
+
+
+def _like(new: Any, old: Any) -> Any:
+    """Updated layer state (BatchNorm statistics) split again as its input was."""
+    return new if new is old or explicit_spec(old) is None else reshard_like(new, old)
 
 
 def _write_state(model: Module, leaves: list, mask: list[bool], state: list) -> None:

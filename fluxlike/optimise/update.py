@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._tree import tracing
+from .._tree import explicit_spec, reshard_like, tracing
 from .._walk import set_leaves_
-from ._engine import Update
+from ._engine import RuleEngine, Update
 from .state import OptState, _Spec, arrays, assign_, engine, rebuilt, spec_of, whole_state
 
 __all__ = ["update", "update_"]
@@ -60,6 +60,20 @@ def _gathered(spec: _Spec, leaves: list, g: list) -> tuple[list, list, list]:
     return active, xs, dxs
 
 
+def _state_placement(engine: Any, states: Any, active: list, xs: list) -> list | None:
+    """For each active Leaf, a state array split differently from its
+    parameter on an Explicit mesh (ZeRO-1), or None; None when there is none."""
+    if not isinstance(engine, RuleEngine):
+        return None
+    out, any_split = [], False
+    for i, x in zip(active, xs):
+        ref = next((a for a in jax.tree.leaves(engine.leaf_state(states, i))
+                    if getattr(a, "shape", None) == x.shape and explicit_spec(a) != explicit_spec(x)), None)
+        out.append(ref)
+        any_split |= ref is not None
+    return out if any_split else None
+
+
 def _step(state: OptState, model: Any, grads: Any, collect: bool, ok: Any = None) -> tuple[OptState, Any, Any]:
     """`(new_state, new_model, report)`; `report` is None or, for rules that
     raise on a non-finite norm, `(bad, norm)` vectors over the Leafs. With
@@ -84,8 +98,15 @@ def _step(state: OptState, model: Any, grads: Any, collect: bool, ok: Any = None
     if ok is not None:
         frozen = frozen | ~ok
     params = [leaves[idx[0]] for idx in spec.index]
+    placed = _state_placement(spec.engine, states, active, xs)
+    if placed:  # ZeRO-1 on an Explicit mesh: the rule runs split as its state is
+        xs = [reshard_like(x, ref) if ref is not None else x for x, ref in zip(xs, placed)]
+        dxs = [reshard_like(d, ref) if ref is not None else d for d, ref in zip(dxs, placed)]
     u = Update(active, sel, xs, dxs, counts[sel, 0] + 1, frozen, ok, params, collect)
     states, new_xs, report = spec.engine.step(states, table, u)
+    if placed:  # the new parameters placed as the old ones were
+        new_xs = [reshard_like(xn, leaves[spec.index[i][0]]) if ref is not None else xn
+                  for i, xn, ref in zip(active, new_xs, placed)]
     new_leaves = list(leaves)
     for i, xn in zip(active, new_xs):
         for p in spec.index[i]:

@@ -122,7 +122,7 @@ def match_named(model: Any, src: dict[str, Any], strict: bool, fn: str, where: s
                                              f"but {where} holds different values for them"))
             new[i] = new[j]
             continue
-        arr = jnp.asarray(s)
+        arr = _placed_like(s, dst)
         new[i] = jax.random.wrap_key_data(arr, impl=jax.random.key_impl(leaves[i])) if _is_key(leaves[i]) else arr
     if problems:  # LookupError: missing or unexpected names (only with strict); raised as ValueError
         real = problems
@@ -134,6 +134,15 @@ def match_named(model: Any, src: dict[str, Any], strict: bool, fn: str, where: s
             lines = "\n  ".join(m for _, m in real)
             raise kind(f"{fn}: {len(real)} problems, so nothing was loaded:\n  {lines}")
     return new, skipped
+
+
+def _placed_like(src: Any, dst: Any) -> jax.Array:
+    """`src` as a jax array placed as `dst` is when `dst` lives on a mesh
+    (a checkpoint loads into a sharded model sharded), else on the default device."""
+    sharding = getattr(dst, "sharding", None)
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        return jax.device_put(np.asarray(src), sharding)
+    return jnp.asarray(src)
 
 
 def _few(names: list[str], n: int = 12) -> str:

@@ -144,3 +144,26 @@ def test_fsdp_training_on_an_auto_mesh_equals_one_device():
     out, losses = train_8b(sharded, state, batches(), put)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-6, atol=1e-7)
     assert spec(out.layers[0].weight) == P("data", None)
+
+
+def test_checkpoints_save_from_and_load_into_any_mesh(tmp_path):
+    mesh = mesh8(AxisType.Explicit)
+    fl.seed(0)
+    model = fl.shard(fl.Chain(fl.Dense(6, 16, fl.relu), fl.BatchNorm(16), fl.Dense(16, 2)), mesh, fl.FSDP("data", min_size=1))
+    state = fl.setup(fl.Adam(0.01), model)
+    path = str(tmp_path / "run.safetensors")
+    fl.savecheckpoint(path, model, state, step=1)
+    fl.seed(1)
+    one = fl.Chain(fl.Dense(6, 16, fl.relu), fl.BatchNorm(16), fl.Dense(16, 2))    # one device
+    one_state = fl.setup(fl.Adam(0.01), one)
+    fl.loadcheckpoint_(path, one, one_state)
+    for a, b in zip(jax.tree.leaves(fl.gather((model, state))), jax.tree.leaves((one, one_state))):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    fl.seed(2)
+    other = fl.shard(fl.Chain(fl.Dense(6, 16, fl.relu), fl.BatchNorm(16), fl.Dense(16, 2)), mesh, fl.FSDP("data", min_size=1))
+    other_state = fl.setup(fl.Adam(0.01), other)
+    fl.loadcheckpoint_(path, other, other_state)
+    assert spec(other.layers[0].weight) == P("data", None)                   # loaded into its placement
+    assert spec(other_state.layers[0].weight.state[0]) == P("data", None)
+    for a, b in zip(jax.tree.leaves(fl.gather((model, state))), jax.tree.leaves(fl.gather((other, other_state)))):
+        np.testing.assert_array_equal(a, b)
