@@ -19,6 +19,7 @@ Neither waits on the device between steps: losses and counters travel in a
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable, Iterable, NamedTuple
 
 import jax
@@ -267,6 +268,33 @@ def _length(data: Any, fn: str) -> int | None:
     return n
 
 
+def _spread(x: Any) -> bool:
+    """Whether an array lives on several devices (a mesh)."""
+    return isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+
+
+def _check_batches(leaves: list, batches: Any, data: Any, fn: str) -> None:
+    """A model on a mesh fed batches that are not split over it: every device
+    would compute the whole batch (one process: a warning) or each process
+    its own different batch, silently diverging (several processes: an error)."""
+    if not any(_spread(l) for l in leaves):
+        return
+    if batches is None:
+        if not isinstance(data, (list, tuple)) or not data:
+            return
+        batches = data[0]
+    arrays = [a for a in jax.tree.leaves(batches) if hasattr(a, "shape")]
+    if not arrays or any(_spread(a) for a in arrays):
+        return
+    msg = (f"{fn}: the model is placed on a mesh but the batches are not split over it, so every device "
+           "computes every whole batch (no data parallelism); pass fl.DataLoader(data, batchsize=B, "
+           "mesh=mesh), or batches placed with jax.device_put(x, NamedSharding(mesh, P('data')))")
+    if jax.process_count() > 1:
+        raise ValueError(msg + "; with several processes each would train on its own batches and the "
+                         "replicas would diverge")
+    warnings.warn(msg, stacklevel=4)
+
+
 def run_epoch(steps: Steps, loss: Callable, model: Any, data: Iterable, state: OptState,
               fn: str, fuse: bool, progress: bool) -> Epoch:
     """Train one epoch on copies of the model's and state's arrays (donation
@@ -280,6 +308,7 @@ def run_epoch(steps: Steps, loss: Callable, model: Any, data: Iterable, state: O
     bar = _Bar(progress, n, fn)
     full: list = []
     fused = _stackable(data) if fuse and n else None
+    _check_batches(leaves, fused[0] if fused is not None else None, data, fn)
     if fused is not None:
         carry, count = _fused(run, carry, *fused, bar)
     else:

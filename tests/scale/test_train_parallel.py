@@ -139,3 +139,19 @@ def test_mesh_loader_errors():
         fl.DataLoader(X, batchsize=8, mesh="data")
     with pytest.raises(TypeError, match=r"mesh= needs array data"):
         fl.DataLoader(list(X), batchsize=8, mesh=mesh)
+
+
+def test_unsplit_batches_for_a_model_on_a_mesh_warn():
+    mesh = jax.make_mesh((8,), ("data",))
+    fl.seed(0)
+    model, X, Y = mlp()
+    m = fl.shard(model, mesh)
+    state = fl.setup(fl.Adam(), m)
+    with pytest.warns(UserWarning, match=r"the model is placed on a mesh but the batches are not split over it"):
+        fl.train_(loss, m, fl.DataLoader((X, Y), batchsize=16), state)
+    with pytest.warns(UserWarning, match=r"pass fl\.DataLoader\(data, batchsize=B, mesh=mesh\)"):
+        fl.train_(loss, m, [(X[:16], Y[:16]), (X[16:32], Y[16:32])], state, fuse=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fl.train_(loss, m, fl.DataLoader((X, Y), batchsize=16, mesh=mesh), state)
