@@ -186,11 +186,6 @@ def _check_mesh(mesh: Any, batchsize: int, n: int, partial: bool, collate: Any, 
     if not isinstance(mesh, Mesh):
         raise TypeError(f"DataLoader: mesh must be a jax.sharding.Mesh (jax.make_mesh((8,), ('data',))), "
                         f"got {type(mesh).__name__}")
-    if jax.process_count() > 1:
-        raise NotImplementedError(
-            "DataLoader(mesh=...) with several processes (each reading only its own rows) is not built yet; "
-            "with jax.distributed, build the global batches yourself with "
-            "jax.make_array_from_process_local_data")
     if leaves is None or collate not in (None, True):
         raise TypeError("DataLoader: mesh= needs array data (a tuple/dict of arrays sharing axis 0), "
                         "whose batches are arrays to shard")
@@ -204,6 +199,24 @@ def _check_mesh(mesh: Any, batchsize: int, n: int, partial: bool, collate: Any, 
                          f"mesh's {size} devices do not divide; pass partial=False to drop it, or a batchsize "
                          f"that leaves a multiple of {size}")
     return mesh
+
+
+def _same_on_every_process(n: int, rng: Any) -> None:
+    """Several processes: the data's length and the shuffle generator's state
+    must agree everywhere (each process draws the order itself and reads its
+    rows of it); otherwise an error on every process, not a hang later."""
+    from jax.experimental import multihost_utils
+
+    state = 0 if rng is None else hash(repr(rng.bit_generator.state)) & 0x7FFFFFFF
+    mine = np.asarray([n, state], np.int64)
+    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 2)
+    if len(set(every[:, 0].tolist())) > 1:
+        raise ValueError(f"DataLoader: the processes hold data of different lengths {every[:, 0].tolist()} "
+                         f"(process {jax.process_index()}: {n}); with mesh=, every process passes the same "
+                         "global data, and each reads only its own rows")
+    if len(set(every[:, 1].tolist())) > 1:
+        raise ValueError("DataLoader: the processes' shuffle generators differ, so they would draw different "
+                         "orders; pass the same rng seed on every process")
 
 
 def _check_rng(rng: Any) -> np.random.Generator:
@@ -295,6 +308,8 @@ class DataLoader:
         self._rng = _check_rng(rng) if shuffle else None
         self._samples = self._leaves is None
         self._jax = not self._samples and any(isinstance(x, jax.Array) for x in self._leaves)
+        if self._mesh is not None and jax.process_count() > 1:
+            _same_on_every_process(n, self._rng)
 
     data = property(lambda self: self._data, doc="The data given, unchanged.")
     batchsize = property(lambda self: self._batchsize, doc="Observations per batch (-1: single).")
@@ -342,17 +357,27 @@ class DataLoader:
 
     def _batches(self, order: np.ndarray) -> Iterator[Any]:
         for idx in self._index_batches(order):
-            yield self._placed(self._getbatch(idx), 0)
+            yield self._getbatch(idx) if self._mesh is None else self._global(idx)
 
-    def _placed(self, tree: Any, axis: int) -> Any:
-        """With a mesh: every array of `tree` as a global array split over all
-        the mesh's devices on `axis` (the batch axis), else `tree`."""
-        if self._mesh is None or tree is None:
-            return tree
+    def _global(self, idx: np.ndarray) -> Any:
+        """With a mesh: the rows `idx` (a batch, or batches stacked as (steps,
+        batch)) as global arrays split over all the mesh's devices on the
+        batch axis. Each process reads only the rows of its own devices."""
         from jax.sharding import NamedSharding, PartitionSpec
 
-        spec = PartitionSpec(*([None] * axis), tuple(self._mesh.axis_names))
-        return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(self._mesh, spec)), tree)
+        lead = idx.ndim
+        spec = PartitionSpec(*([None] * (lead - 1)), tuple(self._mesh.axis_names))
+        sharding = NamedSharding(self._mesh, spec)
+
+        def one(x: Any) -> jax.Array:
+            def rows(index: tuple) -> np.ndarray:
+                take = idx[index[:lead]]
+                got = np.asarray(x[take.reshape(-1)])
+                return got.reshape(take.shape + got.shape[1:])[(Ellipsis, *index[lead:])] if got.ndim > 1 \
+                    else got.reshape(take.shape)
+            return jax.make_array_from_callback(idx.shape + tuple(x.shape[1:]), sharding, rows)
+
+        return _unflatten(self._data, (one(x) for x in self._leaves))
 
     def _rows(self, idx: np.ndarray | int) -> Any:
         """The data at `idx` (one fancy index per array), in data's container type."""
@@ -405,6 +430,9 @@ class DataLoader:
         order = self._order()
         bs, n = self._batchsize, self._n
         full = n if bs < 0 else (n // bs) * bs
+        if self._mesh is not None:
+            rest = self._global(order[full:]) if self._partial and full < n else None
+            return self._global(order[:full].reshape(full // bs, bs)), rest
         rest = self._getbatch(order[full:]) if self._partial and full < n else None
         if self._samples or self._collate not in (None, True):
             items = [self._getbatch(idx) for idx in self._index_batches(order[:full])]
@@ -416,7 +444,7 @@ class DataLoader:
         if bs > 0:
             batches = _unflatten(batches, (x.reshape(full // bs, bs, *x.shape[1:])
                                            for _, x in _flatten(batches)))
-        return self._placed(batches, 1 if bs > 0 else 0), self._placed(rest, 0)
+        return batches, rest
 
 
 # ---------------------------------------------------------------------------
