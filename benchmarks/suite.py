@@ -424,12 +424,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 if r:
                     out.append({"target": f"{name}: {fl_name} / hand_scan ≤ {lim}", "value": r["of_medians"],
                                 "paired": r["paired"], "ok": r["of_medians"] <= lim})
-            fr = res.get("fresh") or {}
-            for key, lim, what in (("first_call_s", FIRST_LIST_TARGET, "first call"), ("peak_rss", RSS_LIST_TARGET, "peak RSS")):
-                v = fresh_ratio(fr, "fl_train_list", EPOCH_REFERENCE, key)
-                if v is not None:
-                    out.append({"target": f"{name}: fl_train_list {what} / hand_scan's, fresh process ≤ {lim}",
-                                "value": v, "paired": None, "ok": v <= lim})
+            out += fresh_targets(res, name, "fl_train_list", EPOCH_REFERENCE, FIRST_LIST_TARGET, RSS_LIST_TARGET)
             rl = res["ratio_to_hand_loop"].get("fl_8b")
             if rl:
                 out.append({"target": f"{name}: fl_8b loop / hand loop ≤ {STEP_TARGET_DEFAULT}", "value": rl["of_medians"],
@@ -465,17 +460,30 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def fresh_targets(res: dict[str, Any], label: str, impl: str, ref: str, first_lim: float,
+                  rss_lim: float) -> list[dict[str, Any]]:
+    """Issue 9's fresh-process targets of one workload: `impl`'s first call and
+    peak RSS against `ref`'s.
+
+    Example:
+        >>> res = {"fresh": {"a": {"first_call_s": 2.0, "peak_rss": 1.0}, "h": {"first_call_s": 1.0, "peak_rss": 1.0}}}
+        >>> [t["ok"] for t in fresh_targets(res, "w", "a", "h", 1.3, 1.15)]
+        [False, True]
+    """
+    out = []
+    fr = res.get("fresh") or {}
+    for key, lim, what in (("first_call_s", first_lim, "first call"), ("peak_rss", rss_lim, "peak RSS")):
+        v = fresh_ratio(fr, impl, ref, key)
+        if v is not None:
+            out.append({"target": f"{label}: {impl} {what} / {ref}'s, fresh process ≤ {lim}",
+                        "value": v, "paired": None, "ok": v <= lim})
+    return out
+
+
 def scaling_targets(sc: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 9's depth targets: first call (trace + compile) and peak RSS against hand, fresh processes."""
-    out = []
-    for d, res in sc["depth"].items():
-        fr = res.get("fresh") or {}
-        for key, lim, what in (("first_call_s", COMPILE_TARGET, "first call"), ("peak_rss", RSS_TARGET, "peak RSS")):
-            v = fresh_ratio(fr, "fl_8b_donate", REFERENCE, key)
-            if v is not None:
-                out.append({"target": f"deep{d}: fl_8b_donate {what} / hand's, fresh process ≤ {lim}",
-                            "value": v, "paired": None, "ok": v <= lim})
-    return out
+    return [t for d, res in sc["depth"].items()
+            for t in fresh_targets(res, f"deep{d}", "fl_8b_donate", REFERENCE, COMPILE_TARGET, RSS_TARGET)]
 
 
 def scaling_tables(sc: dict[str, Any]) -> list[str]:

@@ -370,11 +370,10 @@ class DataLoader:
         sharding = NamedSharding(self._mesh, spec)
 
         def one(x: Any) -> jax.Array:
-            def rows(index: tuple) -> np.ndarray:
+            def rows(index: tuple) -> np.ndarray:  # this device's part: its rows, then its slice of the rest
                 take = idx[index[:lead]]
-                got = np.asarray(x[take.reshape(-1)])
-                return got.reshape(take.shape + got.shape[1:])[(Ellipsis, *index[lead:])] if got.ndim > 1 \
-                    else got.reshape(take.shape)
+                got = np.asarray(x[take.reshape(-1)]).reshape(take.shape + tuple(x.shape[1:]))
+                return got[(slice(None),) * lead + tuple(index[lead:])]
             return jax.make_array_from_callback(idx.shape + tuple(x.shape[1:]), sharding, rows)
 
         return _unflatten(self._data, (one(x) for x in self._leaves))

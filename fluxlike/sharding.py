@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ._tree import is_array, tracing
 from ._walk import set_leaves_
-from .optimise.state import OptState, arrays, rebuilt
+from .optimise.state import OptState, arrays, assign_, rebuilt
 from .saving._names import dotted
 
 __all__ = ["Replicate", "FSDP", "shard", "shard_", "gather"]
@@ -203,7 +203,6 @@ def shard_(tree: Any, mesh: Mesh, rule: Any = None) -> Any:
     _check(mesh, "shard_")
     layout = _layout(Replicate() if rule is None else rule, "shard_")
     if isinstance(tree, OptState):
-        from .optimise.state import assign_
         assign_(tree, _state_placed(tree, mesh, layout, "shard_"))
         return tree
     return set_leaves_(tree, _placed(tree, mesh, layout, "shard_"))
