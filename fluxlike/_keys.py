@@ -18,11 +18,25 @@ _DEFAULT_SEED = 0
 
 
 class _KeyStream:
+    """The stream holds a seed until a key is first needed: making a key
+    starts JAX's backend, which importing fluxlike must not do (a multi-host
+    script calls `jax.distributed.initialize()` after its imports)."""
+
     def __init__(self, seed: int) -> None:
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
-        self._key = jax.random.PRNGKey(seed)
+        self._seed, self._k = seed, None
+
+    @property
+    def _key(self) -> jax.Array:
+        if self._k is None:
+            self._k = jax.random.PRNGKey(self._seed)
+        return self._k
+
+    @_key.setter
+    def _key(self, key: jax.Array) -> None:
+        self._k = key
 
     def next(self) -> jax.Array:
         if tracing():

@@ -117,7 +117,59 @@ def _counts_comment(layer: Any, top: bool) -> str:
     s = f"# {underscorise(npar)} parameters"
     if nother:
         s += f", plus {underscorise(nother)}" + (" non-trainable" if top else "")
-    return s
+    where = placement(layer) if top else None
+    return s + (f"; {where}" if where else "")
+
+
+def _mesh_placed(x: Any) -> Any:
+    """`x`'s NamedSharding when `x` is a concrete array on a mesh of several
+    devices, else None. Reads only metadata: never the data, so printing a
+    model whose arrays span several processes fetches nothing."""
+    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return None
+    sharding = getattr(x, "sharding", None)
+    if isinstance(sharding, jax.sharding.NamedSharding) and sharding.mesh.size > 1:
+        return sharding
+    return None
+
+
+def spec_note(x: Any) -> str:
+    """`" @P('data', None)"` for an array split over a mesh, else `""`.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jax.sharding import NamedSharding, PartitionSpec as P
+        >>> mesh = jax.make_mesh((8,), ("data",))
+        >>> spec_note(jax.device_put(np.zeros((8, 2)), NamedSharding(mesh, P("data"))))
+        " @P('data',)"
+        >>> spec_note(np.zeros(3))
+        ''
+    """
+    sharding = _mesh_placed(x)
+    if sharding is None or sharding.is_fully_replicated:
+        return ""
+    return f" @{sharding.spec}"
+
+
+def placement(tree: Any) -> str | None:
+    """`"on mesh(data=8): 3 of 4 arrays split, 120 bytes per device"` for a
+    tree with arrays on a mesh of several devices, else None. Metadata only.
+
+    Example:
+        >>> import jax, fluxlike as fl
+        >>> m = fl.shard(fl.Dense(2, 8), jax.make_mesh((8,), ("data",)), fl.FSDP("data", min_size=1))
+        >>> placement(m)
+        'on mesh(data=8): 2 of 2 arrays split, 12 bytes per device'
+    """
+    placed = [(x, s) for x in jax.tree.leaves(tree) if (s := _mesh_placed(x)) is not None]
+    if not placed:
+        return None
+    meshes = {s.mesh.shape_tuple for _, s in placed}
+    where = "; ".join("mesh(" + ", ".join(f"{n}={k}" for n, k in m) + ")" for m in sorted(meshes))
+    split = sum(not s.is_fully_replicated for _, s in placed)
+    per_device = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize for x, s in placed)
+    return (f"on {where}: {split} of {len(placed)} arrays split, "
+            f"{format_bytes(per_device)} per device")
 
 
 def one_line(layer: Any) -> str:
@@ -132,7 +184,7 @@ def one_line(layer: Any) -> str:
         )
         return head.replace("(…)", f"({inner})", 1)
     if hasattr(layer, "shape") and hasattr(layer, "dtype"):
-        return f"{'×'.join(map(str, layer.shape)) or 'scalar'} {layer.dtype}"
+        return f"{'×'.join(map(str, layer.shape)) or 'scalar'} {layer.dtype}{spec_note(layer)}"
     return repr(layer)
 
 
@@ -193,13 +245,16 @@ def _big(layer: Any, indent: int, name: str | None, out: list[str]) -> None:
 def _finale(layer: Layer) -> str:
     na, npar, no, nother = count_params(layer)
     size = format_bytes(nbytes(layer))
+    where = placement(layer)
+    where = f"\n{' ' * 10}# {where}." if where else ""
     if no:
         return (
             f"{' ' * 8}# Total: {na} trainable arrays, {underscorise(npar)} parameters,\n"
             f"{' ' * 10}# plus {no} non-trainable, {underscorise(nother)} parameters, "
-            f"summarysize {size}."
+            f"summarysize {size}.{where}"
         )
-    return f"{' ' * 18}# Total: {na} arrays, {underscorise(npar)} parameters, {size}."
+    return f"{' ' * 18}# Total: {na} arrays, {underscorise(npar)} parameters, {size}.{where}"
 
 
-__all__ = ["Layer", "Counts", "count_params", "nbytes", "underscorise", "format_bytes", "show", "big_show", "one_line"]
+__all__ = ["Layer", "Counts", "count_params", "nbytes", "underscorise", "format_bytes", "show", "big_show", "one_line",
+           "spec_note", "placement"]

@@ -11,6 +11,7 @@ list of samples (`list(zip(X, Y))`) with MLUtils' `collate` rules.
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
@@ -207,7 +208,8 @@ def _same_on_every_process(n: int, rng: Any) -> None:
     rows of it); otherwise an error on every process, not a hang later."""
     from jax.experimental import multihost_utils
 
-    state = 0 if rng is None else hash(repr(rng.bit_generator.state)) & 0x7FFFFFFF
+    # A digest that is the same in every process (str hash() is salted per process).
+    state = 0 if rng is None else zlib.crc32(repr(rng.bit_generator.state).encode())
     mine = np.asarray([n, state], np.int64)
     every = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 2)
     if len(set(every[:, 0].tolist())) > 1:
@@ -265,7 +267,8 @@ class DataLoader:
         a global array split over all the mesh's devices on the batch axis,
         for data-parallel or FSDP training (`fl.shard`). A batch size (or a
         partial last batch) the device count does not divide is an error.
-        One process only, for now.
+        With several processes (`jax.distributed`), every process passes the
+        same global data and `rng`; each reads only its own devices' rows.
 
     Batches keep the container type (a tuple comes out as a plain tuple, so
     `loss(m, *batch)` works). Numpy data gives numpy batches (host memory;

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._show import placement, spec_note
 from .._tree import is_array, keystr, tracing
 from .._walk import level, trainable_mask
 from ..module import Module
@@ -115,7 +116,8 @@ class OptState:
 
     def __repr__(self) -> str:
         spec = self._spec
-        lines = [f"OptState({len(spec.index)} leaves):"]
+        where = placement(self._states)
+        lines = [f"OptState({len(spec.index)} leaves{'; rule states ' + where if where else ''}):"]
         for i, p in enumerate(spec.paths):
             lines.append(f"  {p or '(root)'}: {Leaf(self, i)!r}")
         return "\n".join(lines)
@@ -219,7 +221,7 @@ class Leaf:
     def __repr__(self) -> str:
         st = jax.tree.leaves(self.state)
         desc = ", ".join(f"{'×'.join(map(str, np.shape(a))) or 'scalar'} {getattr(a, 'dtype', type(a).__name__)}"
-                         for a in st)
+                         f"{spec_note(a)}" for a in st)
         desc = f"({desc})" if len(st) > 1 else desc or "()"
         if self.root is None:
             return f"Leaf({self._path}, state={desc})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import functools
 import sys
 
 import jax
@@ -22,9 +23,6 @@ from ._engine import RuleEngine, Update
 from .state import OptState, _Spec, arrays, assign_, engine, rebuilt, spec_of, whole_state
 
 __all__ = ["update", "update_"]
-
-_ARRAY = type(jnp.zeros(()))  # the concrete jax array type (jaxlib's ArrayImpl)
-
 
 def _grads_like(treedef: Any, grads: Any) -> list:
     try:
@@ -140,11 +138,19 @@ def _refcounts(arrays: list) -> list[int]:
 def _held_once() -> int:
     """What `_refcounts` reports for an array held by one container and the
     list passed in, measured here rather than assumed (interpreters differ)."""
-    holder = {"a": jnp.zeros(())}
+    holder = {"a": object()}  # any object: a refcount does not depend on the type
     return _refcounts(list(holder.values()))[0]
 
 
 _HELD_ONCE = _held_once() if hasattr(sys, "getrefcount") else -1
+
+
+@functools.cache
+def _array_type() -> type:
+    """The concrete jax array type (jaxlib's ArrayImpl), found on first use:
+    making an array at import would start JAX's backend before a multi-host
+    script's `jax.distributed.initialize()`."""
+    return type(jnp.zeros(()))
 
 
 def _donatable(state: OptState, leaves: list) -> bool:
@@ -153,7 +159,8 @@ def _donatable(state: OptState, leaves: list) -> bool:
     one place in the model or the state (no tied weights, no reference kept
     by the caller, no snapshot)."""
     held = [*jax.tree.leaves(arrays(state)[0]), arrays(state)[2]]  # no local name holds an array
-    ok = lambda xs: all(type(a) is _ARRAY for a in xs) and max(_refcounts(xs), default=0) <= _HELD_ONCE
+    array = _array_type()
+    ok = lambda xs: all(type(a) is array for a in xs) and max(_refcounts(xs), default=0) <= _HELD_ONCE
     return ok(leaves) and ok(held)
 
 

@@ -13,6 +13,8 @@ import os
 import secrets
 from typing import BinaryIO, Callable
 
+import jax
+
 __all__ = ["write_atomic", "temp_files", "remove_stale"]
 
 _TEMP = ".{name}.{pid}.{tag}.tmp"
@@ -120,3 +122,18 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             pass
         raise
     _fsync_folder(folder)
+
+
+def primary() -> bool:
+    """Whether this process writes files: the only one, or process 0 of a
+    `jax.distributed` run (the others take part in the gathers and wait)."""
+    return jax.process_count() == 1 or jax.process_index() == 0
+
+
+def barrier(tag: str) -> None:
+    """With several processes, wait until all of them reach this point with
+    `tag` (after process 0 wrote a file, so that none reads it too soon)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(tag)

@@ -22,7 +22,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from ._atomic import write_atomic
+from ._atomic import barrier, primary, write_atomic
 
 __all__ = ["write", "read", "read_metadata", "BadFile", "CRC_KEY"]
 
@@ -51,7 +51,12 @@ def _code(name: str, dtype: Any, fn: str) -> str:
 
 def _host(x: Any) -> np.ndarray:
     """`x` as a C-ordered little-endian numpy array (one device transfer)."""
-    a = np.asarray(jax.device_get(x))
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:  # spans processes: every one takes part
+        from jax.experimental import multihost_utils
+
+        a = np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    else:
+        a = np.asarray(jax.device_get(x))
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     return a if a.flags.c_contiguous else a.copy(order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
@@ -61,6 +66,10 @@ def write(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], metadata:
     """Write `tensors` (name, array) and `metadata` as a safetensors file at
     `path`, atomically; the arrays reach the host one at a time, so saving
     needs one array's worth of host memory beyond the model.
+
+    In a `jax.distributed` run every process calls this with the same
+    tensors: each takes part in gathering the arrays that span processes,
+    process 0 alone writes, and all return once the file is in place.
 
     Example:
         >>> import os, tempfile, numpy as np
@@ -103,7 +112,12 @@ def write(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], metadata:
         f.seek(at)
         f.write(f"{crc:08x}".encode())
 
-    write_atomic(path, emit)
+    if primary():
+        write_atomic(path, emit)
+    else:  # another process of a jax.distributed run: the gathers, in the same order, and no file
+        for _, x in tensors:
+            _host(x)
+    barrier(f"fluxlike: wrote {os.path.abspath(os.fspath(path))}")
 
 
 class BadFile(ValueError):

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..data import DataLoader
 from . import _safetensors
-from ._atomic import remove_stale, temp_files
+from ._atomic import barrier, primary, remove_stale, temp_files
 from .checkpoint import loadcheckpoint_, savecheckpoint
 
 __all__ = ["CheckpointManager"]
@@ -105,9 +105,12 @@ class CheckpointManager:
                                  f"metadata must hold {self.best!r} as a number in a str, e.g. "
                                  f"metadata={{{self.best!r}: str(value)}}; got {value!r}")
         path = self.path(step)
-        remove_stale(self.directory, "step-*")  # saves of any step killed midway
+        if primary():  # with several processes, process 0 alone writes and removes files
+            remove_stale(self.directory, "step-*")  # saves of any step killed midway
         savecheckpoint(path, model, state, loader=loader, step=step, metadata=metadata)
-        self._prune()
+        if primary():
+            self._prune()
+        barrier(f"fluxlike: pruned {self.directory}")
         return path
 
     def _best_step(self, steps: list[int]) -> int | None:

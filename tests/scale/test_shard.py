@@ -167,3 +167,24 @@ def test_checkpoints_save_from_and_load_into_any_mesh(tmp_path):
     assert spec(other_state.layers[0].weight.state[0]) == P("data", None)
     for a, b in zip(jax.tree.leaves(fl.gather((model, state))), jax.tree.leaves(fl.gather((other, other_state)))):
         np.testing.assert_array_equal(a, b)
+
+
+def test_reprs_show_the_mesh_the_specs_and_bytes_per_device():
+    mesh = jax.make_mesh((8,), ("data",))
+    model = fl.Chain(fl.Dense(6, 16), fl.BatchNorm(16), fl.Dense(16, 3))
+    plain = repr(model)
+    m = fl.shard(model, mesh, fl.FSDP("data", min_size=1))
+    # What each device holds, from the shapes: every array with an axis of 16
+    # is split 8 ways (Dense weights 16x6 and 3x16, biases and BatchNorm's four
+    # 16-vectors); the last bias (3) is whole on every device.
+    split = [16 * 6, 16, 16, 16, 16, 16, 3 * 16]
+    per_device = 4 * (sum(split) // 8 + 3)
+    text = repr(m)
+    assert text.startswith(plain)  # the Flux layout is unchanged; the placement is one more line
+    assert text.endswith(f"# on mesh(data=8): 7 of 8 arrays split, {per_device} bytes per device.")
+    state = repr(fl.setup(fl.Adam(), m))
+    assert state.splitlines()[1].endswith("state=(16×6 float32 @P('data', None), 16×6 float32 @P('data', None)))")
+    assert state.splitlines()[-1].endswith("state=(3 float32, 3 float32))")  # replicated: no spec
+    replicated = repr(fl.shard(fl.Dense(2, 8), mesh))
+    assert replicated == "Dense(2 => 8)  # 24 parameters; on mesh(data=8): 0 of 2 arrays split, 96 bytes per device"
+    assert "mesh" not in repr(fl.Dense(2, 8))
