@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -91,6 +92,13 @@ def main(mode: str, rank: int, nproc: int, port: str, out: str) -> None:
         saved[f"{name}/seen_y"] = np.asarray(ry.seen)
         for i, w in enumerate(jax.tree.leaves(fl.gather(model))):
             saved[f"{name}/leaf{i}"] = np.asarray(w)
+        try:  # per-process numpy batches: each process would train on its own, and the replicas diverge
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # one process warns: stop there, leaving the model as it is
+                fl.train_(loss, model, [(X[:16], Y[:16])], state)
+            saved[f"{name}/numpy_error"] = np.asarray("trained")
+        except (ValueError, UserWarning) as e:
+            saved[f"{name}/numpy_error"] = np.asarray(f"{type(e).__name__}: {e}")
         saved[f"{name}/repr_model"] = np.asarray(repr(model))
         saved[f"{name}/repr_state"] = np.asarray(repr(state))
     # A checkpoint of the FSDP run, saved by every process (process 0 writes)

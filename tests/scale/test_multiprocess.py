@@ -109,6 +109,16 @@ def test_each_process_reads_only_the_rows_of_its_devices(runs, layout):
                 f"process {rank} read rows outside its devices' ({field})"
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_numpy_batches_fed_to_a_model_spanning_processes_raise_on_every_process(runs, layout):
+    one, two, _ = runs
+    msg = str(one[f"{layout}/numpy_error"])
+    assert msg.startswith("UserWarning") and "not split over it" in msg  # one process: a warning
+    for got in two:
+        msg = str(got[f"{layout}/numpy_error"])
+        assert msg.startswith("ValueError") and "not split over it" in msg and "replicas would diverge" in msg
+
+
 def test_reprs_of_models_and_states_spanning_processes_show_their_placement(runs):
     _, two, _ = runs
     for got in two:
