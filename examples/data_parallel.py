@@ -4,11 +4,13 @@ the same run on one device: replicated weights (data parallelism), weights
 split over the devices (FSDP) and the optimiser state split (ZeRO-1).
 
     python examples/data_parallel.py            # 8 virtual CPU devices when there is no accelerator
+    python examples/data_parallel.py --short    # 2 epochs, no figures (CI)
 
 On a machine with several GPUs it runs unchanged on all of them. On CPU the
 8 devices are simulated (`--xla_force_host_platform_device_count=8`), so the
 point is correctness and placement, not speed: on 2 cores 8 devices are
-slower than one.
+slower than one. The full run draws every layout's loss curve over one
+device's, and the bytes each device holds.
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ import copy  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import options, pyplot, savefig  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import fluxlike as fl  # noqa: E402
 
 
-def main(epochs: int = 10) -> bool:
+def per_device_bytes(tree) -> int:
+    """Bytes the first device holds of `tree`'s arrays."""
+    return sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree) if isinstance(x, jax.Array))
+
+
+def main(argv: list[str] | None = None) -> bool:
+    args = options(__doc__, argv)
+    epochs = 2 if args.short else 10
     digits = load_digits()
     X = (digits.data / 16.0).astype("float32")
     y = digits.target
@@ -51,8 +61,11 @@ def main(epochs: int = 10) -> bool:
 
     def run(name, model, state, loader):
         t0 = time.perf_counter()
+        every = []
         for epoch in range(1, epochs + 1):
             losses = fl.train_(loss, model, loader, state)
+            every.append(np.asarray(losses))
+        held[name] = (per_device_bytes(model), per_device_bytes(state))
         judge = fl.testmode_(fl.gather(model))  # whole weights on the host: an FSDP layer's weights are split
         acc = float(jnp.mean(fl.onecold(judge(X[test])) == y[test]))
         w = jax.tree.leaves(model)[0]
@@ -60,9 +73,9 @@ def main(epochs: int = 10) -> bool:
               f"first weight {w.sharding.spec if hasattr(w.sharding, 'spec') else 'one device'}, "
               f"{w.addressable_shards[0].data.nbytes} of {w.nbytes} bytes per device  "
               f"({time.perf_counter() - t0:.1f} s)")
-        return losses, model
+        return np.concatenate(every), model
 
-    results = {}
+    results, held = {}, {}
     one = copy.deepcopy(base)
     results["one device"] = run("one device", one, fl.setup(fl.Adam(1e-3), one),
                                 fl.DataLoader((X[train], Y[train]), batchsize=64, shuffle=True, rng=0))
@@ -86,6 +99,21 @@ def main(epochs: int = 10) -> bool:
         print(f"{name:14s} vs one device: losses differ by {diff:.1e}, test logits by {logits:.1e}, "
               f"weights by at most {wdiff:.1e}")
     print("every layout equals one device up to reduction order:", ok)
+    if args.figures:
+        plt = pyplot()
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for (name, (losses, _)), style in zip(results.items(), ("-", "--", ":", "-.")):
+            a.plot(np.arange(1, len(losses) + 1) / (len(losses) / epochs), losses, style, lw=1.2, label=name)
+        a.set(xlabel="epoch", ylabel="training loss per step", yscale="log",
+              title=f"{epochs} epochs: the four curves coincide")
+        a.legend()
+        names = list(held)
+        x = np.arange(len(names))
+        b.bar(x - 0.2, [held[k][0] / 1024 for k in names], 0.4, label="model")
+        b.bar(x + 0.2, [held[k][1] / 1024 for k in names], 0.4, label="optimiser state")
+        b.set(xticks=x, xticklabels=names, ylabel="KiB on each device", title=f"memory per device ({n} devices)")
+        b.legend()
+        savefig(fig, args.figures, "data_parallel-curves")
     return ok
 
 

@@ -6,12 +6,16 @@ interrupted: the final weights are bit-identical, with Dropout, BatchNorm, a
 shuffled DataLoader and a learning-rate step in play.
 
     python examples/resume.py [--epochs 12] [--kill-after 5] [--dir runs/resume]
+    python examples/resume.py --short    # 3 epochs, killed after 1, no figures (CI)
+
+The full run draws both runs' loss per epoch, the kill marked.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import options, pyplot, savefig
 from sklearn.datasets import load_digits
 
 import fluxlike as fl
@@ -69,15 +74,25 @@ def spawn(folder: str, epochs: int, seed: int) -> subprocess.Popen:
 
 
 def main(argv: list[str] | None = None) -> bool:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--kill-after", type=int, default=5, help="SIGKILL the run once this epoch is saved")
-    ap.add_argument("--dir", default=os.path.join("runs", "resume"))
-    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--epochs", type=int, default=None, help="epochs to train (default 12; 3 with --short)")
+        ap.add_argument("--kill-after", type=int, default=None,
+                        help="SIGKILL the run once this epoch is saved (default 5; 1 with --short)")
+        ap.add_argument("--dir", default=os.path.join("runs", "resume"))
+        ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+
+    args = options(__doc__, argv, extra)
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
         return True
+    args.epochs = args.epochs or (3 if args.short else 12)
+    args.kill_after = args.kill_after or (1 if args.short else 5)
+    curves: dict[str, dict[int, float]] = {"killed, then resumed": {}, "never interrupted": {}}
+
+    def record(run: str, line: str) -> None:
+        m = re.match(r"\s*epoch\s+(\d+)\s+loss ([0-9.]+)", line)
+        if m:
+            curves[run][int(m.group(1))] = float(m.group(2))
     killed, straight = os.path.join(args.dir, "killed"), os.path.join(args.dir, "straight")
     for d in (killed, straight):
         shutil.rmtree(d, ignore_errors=True)
@@ -86,6 +101,7 @@ def main(argv: list[str] | None = None) -> bool:
     p = spawn(killed, args.epochs, seed=0)
     for line in p.stdout:
         print("  " + line.rstrip())
+        record("killed, then resumed", line)
         if line.startswith(f"epoch {args.kill_after:3d}"):
             p.send_signal(signal.SIGKILL)
             break
@@ -95,18 +111,32 @@ def main(argv: list[str] | None = None) -> bool:
     p = spawn(killed, args.epochs, seed=123)
     for line in p.stdout:
         print("  " + line.rstrip())
+        record("killed, then resumed", line)
     assert p.wait() == 0, "the resumed run failed"
     print("run 2: the same training, never interrupted")
     p = spawn(straight, args.epochs, seed=0)
     out = p.communicate()[0]
     assert p.returncode == 0, "the uninterrupted run failed"
     print("  " + out.strip().splitlines()[-1])
+    for line in out.splitlines():
+        record("never interrupted", line)
     a, b = (fl.Chain(fl.Dense(64, 128), fl.BatchNorm(128, fl.relu), fl.Dropout(0.2), fl.Dense(128, 10)) for _ in "ab")
     fl.loadmodel_(a, os.path.join(killed, "final.safetensors"))
     fl.loadmodel_(b, os.path.join(straight, "final.safetensors"))
     same = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     print(f"killed-and-resumed run == uninterrupted run, every array bit for bit: {same} "
           f"({time.perf_counter() - t0:.1f} s)")
+    if args.figures:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for (run, c), style in zip(curves.items(), ({"marker": "o", "ms": 7, "mfc": "none"}, {"marker": "x"})):
+            ax.plot(list(c), list(c.values()), label=run, **style)
+        ax.axvline(args.kill_after + 0.5, color="C3", ls="--", lw=1)
+        ax.text(args.kill_after + 0.6, max(curves["never interrupted"].values()), "SIGKILL", color="C3", fontsize=8)
+        ax.set(xlabel="epoch", ylabel="mean training loss", yscale="log",
+               title="a killed run resumes on the uninterrupted run's curve")
+        ax.legend()
+        savefig(fig, args.figures, "resume-curves")
     return same
 
 

@@ -284,7 +284,8 @@ def rrelu(x: jax.Array, lo: float = 1 / 8, hi: float = 1 / 3, *, key: Any = None
 
     Args:
         x: an array.
-        lo, hi: the slope's range (NNlib's defaults 1/8 and 1/3).
+        lo: the smallest slope (NNlib's default 1/8).
+        hi: the largest slope (NNlib's default 1/3).
         key: a PRNG key or int seed.
 
     Example:

@@ -183,8 +183,10 @@ def truncated_normal(
         key: a PRNG key or int seed.
         shape: the array's shape.
         dtype: a float dtype.
-        mean, std: of the normal before truncation.
-        lo, hi: the interval kept.
+        mean: of the normal before truncation.
+        std: of the normal before truncation.
+        lo: the lower end of the interval kept.
+        hi: the upper end of the interval kept.
 
     Example:
         >>> import fluxlike as fl

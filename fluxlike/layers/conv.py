@@ -125,7 +125,8 @@ class Conv(Module):
             for images (N, H, W, C), `(3,)` for sequences (N, W, C), `(3, 3, 3)`
             for volumes (N, D, H, W, C). Or a weight array (spatial..., in/groups, out),
             Flux's `Conv(weight, ...)`; then the next positional argument is the activation.
-        in_, out: input and output channels (Flux's `in => out`).
+        in_: input channels (Flux's `in` of `in => out`).
+        out: output channels.
         activation: applied elementwise after the bias (default identity).
         stride: an int or one per spatial axis.
         pad: an int, one int per spatial axis, one (lo, hi) pair per spatial
@@ -239,7 +240,14 @@ def DepthwiseConv(
         kernel: the kernel size, one int per spatial axis.
         in_: input channels.
         out: output channels, a multiple of `in_`.
-        activation, stride, pad, dilation, bias, init, key, dtype: as for `Conv`.
+        activation: as for `Conv`.
+        stride: as for `Conv`.
+        pad: as for `Conv`.
+        dilation: as for `Conv`.
+        bias: as for `Conv`.
+        init: as for `Conv`.
+        key: as for `Conv`.
+        dtype: as for `Conv`.
 
     Returns a `Conv` (as Flux does), which prints with `groups=in_`. For a given
     weight array use `fl.Conv(weight, groups=in_)`.
@@ -271,9 +279,12 @@ class ConvTranspose(Module):
         kernel: the kernel size, a tuple with one int per spatial axis, or a
             weight array (spatial..., out/groups, in); then the next positional
             argument is the activation.
-        in_, out: input and output channels (Flux's `in => out`).
+        in_: input channels (Flux's `in` of `in => out`).
+        out: output channels.
         activation: applied elementwise after the bias.
-        stride, dilation, groups: of the `Conv` this layer transposes.
+        stride: of the `Conv` this layer transposes.
+        dilation: of the `Conv` this layer transposes.
+        groups: of the `Conv` this layer transposes.
         pad: as for `Conv`; it crops the output. `fl.SamePad()` makes the output
             size `input * stride`.
         outpad: extra size added at the high end of each spatial axis, an int or
