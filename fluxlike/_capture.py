@@ -172,7 +172,7 @@ def _copy_function(f: types.FunctionType, cells: list, globs: list, defaults: li
 def capture(f: Callable) -> Captured:
     """Describe `f` for a cache: its key and its holes' values.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from fluxlike._capture import capture
         >>> step = lambda x: (lambda m: (m * x).sum())
@@ -190,7 +190,7 @@ def rebuild(f: Callable, values: list) -> tuple[Callable, list[tuple[Any, Any]]]
     `(original, copy)` pairs of the pytrees holding Modules it copied (their
     state, changed in the copy, belongs in the original).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from fluxlike._capture import rebuild
         >>> x = jnp.ones(2)

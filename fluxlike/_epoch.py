@@ -42,7 +42,7 @@ class NonFiniteLoss(FloatingPointError):
     losses up to and including it; the model and optimiser state are as they
     were before that item.
 
-    Example:
+    Examples:
         >>> import numpy as np, fluxlike as fl
         >>> model = fl.Dense(1, 1)
         >>> state = fl.setup(fl.Descent(0.1), model)

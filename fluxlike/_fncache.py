@@ -36,7 +36,7 @@ def global_names(code: types.CodeType) -> tuple[str, ...]:
     `fl.losses.mse` reads the global `fl` only, so a global `losses` that a
     script rebinds every epoch does not change the function's key.
 
-    Example:
+    Examples:
         >>> from fluxlike._fncache import global_names
         >>> global_names((lambda m: fl.losses.mse(m, [y for y in ys])).__code__)
         ('fl', 'ys')
@@ -60,7 +60,7 @@ def fn_key(f: Callable, depth: int = 0) -> Any:
     """A hashable key, equal for two functions that compute the same thing:
     same code, same closure values, same globals read, same defaults.
 
-    Example:
+    Examples:
         >>> from fluxlike._fncache import fn_key
         >>> make = lambda k: (lambda x: x * k)
         >>> fn_key(make(2)) == fn_key(make(2)), fn_key(make(2)) == fn_key(make(3))
@@ -95,7 +95,7 @@ class FnCache(Generic[T]):
     A function whose key cannot be hashed (an unhashable default, say) gets a
     fresh, uncached entry each time.
 
-    Example:
+    Examples:
         >>> from fluxlike._fncache import FnCache
         >>> cache = FnCache(lambda f: [f], size=4)
         >>> fresh = [lambda x: x + 1 for _ in range(3)]  # one code, three objects

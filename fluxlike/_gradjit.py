@@ -67,7 +67,7 @@ class _Kind:
 class CompiledCalls:
     """`core(f, args)` compiled once per kind of call, at most `size` kinds.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from fluxlike._gradjit import CompiledCalls
         >>> calls = CompiledCalls(lambda f, args: (f(*args), None), "demo")

@@ -67,7 +67,7 @@ def seed(n: int) -> None:
     """Reseed fluxlike's default key stream, so that layers built without
     `key=` are reproducible.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.seed(1); a = fl.Dense(2, 3).weight
         >>> fl.seed(1); b = fl.Dense(2, 3).weight

@@ -29,7 +29,7 @@ class LossBuffer:
     """Functions over the buffer (it is a plain array, so it donates and
     crosses `jax.jit` as one leaf).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from fluxlike._lossbuffer import LossBuffer
         >>> buf = LossBuffer.new(2, jnp.float32)

@@ -45,7 +45,7 @@ def count_params(tree: Any) -> Counts:
     `fl.field(trainable=False)` fields (the rule of `fl.params` and
     `fl.gradient`), the rest are "other".
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> count_params(fl.BatchNorm(3))
         Counts(arrays=2, params=6, other_arrays=2, other_params=6)
@@ -73,7 +73,7 @@ def _count_into(tree: Any, trainable: bool, out: list[int]) -> None:
 def nbytes(tree: Any) -> int:
     """Bytes held by the arrays of `tree`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> nbytes({"a": jnp.zeros(3), "b": jnp.zeros(2, jnp.int8)})
         14
@@ -84,7 +84,7 @@ def nbytes(tree: Any) -> int:
 def underscorise(n: int) -> str:
     """`25450` -> `"25_450"`, as Flux prints parameter counts.
 
-    Example:
+    Examples:
         >>> underscorise(25450)
         '25_450'
     """
@@ -94,7 +94,7 @@ def underscorise(n: int) -> str:
 def format_bytes(n: int) -> str:
     """Julia's `Base.format_bytes`.
 
-    Example:
+    Examples:
         >>> format_bytes(101800), format_bytes(12)
         ('99.414 KiB', '12 bytes')
     """
@@ -136,7 +136,7 @@ def _mesh_placed(x: Any) -> Any:
 def spec_note(x: Any) -> str:
     """`" @P('data', None)"` for an array split over a mesh, else `""`.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np
         >>> from jax.sharding import NamedSharding, PartitionSpec as P
         >>> mesh = jax.make_mesh((8,), ("data",))
@@ -155,7 +155,7 @@ def placement(tree: Any) -> str | None:
     """`"on mesh(data=8): 3 of 4 arrays split, 120 bytes per device"` for a
     tree with arrays on a mesh of several devices, else None. Metadata only.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> m = fl.shard(fl.Dense(2, 8), jax.make_mesh((8,), ("data",)), fl.FSDP("data", min_size=1))
         >>> placement(m)
@@ -207,7 +207,7 @@ def show(layer: Layer) -> str:
 def big_show(layer: Layer) -> str:
     """Flux's REPL display: one layer a line with its parameter count, then a total.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> print(fl.Chain(fl.Dense(784, 32, fl.relu), fl.Dense(32, 10)))
         Chain(

@@ -30,7 +30,7 @@ def _is_module(x: Any) -> bool:
 def modules(tree: Any) -> Iterator[Module]:
     """Every Module in `tree`, parents before children.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> [type(m).__name__ for m in fl.modules(fl.Chain(fl.Dense(1, 2), fl.Dense(2, 1)))]
         ['Chain', 'Dense', 'Dense']
@@ -161,7 +161,7 @@ def trainmode_(model: Any, mode: bool | None = True) -> Any:
     Returns `model`, changed in place. The mode is static configuration:
     a jitted function retraces once for each mode it sees.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> net = fl.Chain(fl.Dense(2, 2), fl.Dropout(0.5))
         >>> fl.trainmode_(net)[1]
@@ -178,7 +178,7 @@ def testmode_(model: Any, mode: bool | None = True) -> Any:
     restores automatic mode (train inside `fl.gradient`, test outside),
     `False` forces train mode. Returns `model`, changed in place.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> net = fl.Chain(fl.Dense(2, 2), fl.Dropout(0.5))
         >>> fl.testmode_(net)[1]

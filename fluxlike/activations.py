@@ -32,7 +32,7 @@ __all__ = [
 def identity(x: jax.Array) -> jax.Array:
     """The identity, the default activation of every layer.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.identity(3.0)
         3.0
@@ -43,7 +43,7 @@ def identity(x: jax.Array) -> jax.Array:
 def relu(x: jax.Array) -> jax.Array:
     """`max(x, 0)`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.relu(jnp.array([-1.0, 2.0]))
         Array([0., 2.], dtype=float32)
@@ -54,7 +54,7 @@ def relu(x: jax.Array) -> jax.Array:
 def sigmoid(x: jax.Array) -> jax.Array:
     """`1 / (1 + exp(-x))` (Flux's `σ`).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.sigmoid(0.0))
         0.5
@@ -65,7 +65,7 @@ def sigmoid(x: jax.Array) -> jax.Array:
 def tanh(x: jax.Array) -> jax.Array:
     """Hyperbolic tangent.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.tanh(0.0))
         0.0
@@ -80,7 +80,7 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
         x: an array.
         axis: the class axis (NNlib's `dims=1`, the first axis in column-major order).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.softmax(jnp.zeros((1, 4)))
         Array([[0.25, 0.25, 0.25, 0.25]], dtype=float32)
@@ -95,7 +95,7 @@ def logsoftmax(x: jax.Array, axis: int = -1) -> jax.Array:
         x: an array.
         axis: the class axis.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.logsoftmax(jnp.zeros(2))
         Array([-0.6931472, -0.6931472], dtype=float32)
@@ -110,7 +110,7 @@ def leakyrelu(x: jax.Array, a: float = 0.01) -> jax.Array:
         x: an array.
         a: the slope for negative inputs.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.leakyrelu(jnp.array([-1.0, 1.0]))
         Array([-0.01,  1.  ], dtype=float32)
@@ -125,7 +125,7 @@ def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
         x: an array.
         alpha: the scale of the negative part (NNlib's `α = 1`).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.elu(-1.0)), 4)
         -0.6321
@@ -136,7 +136,7 @@ def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
 def gelu(x: jax.Array) -> jax.Array:
     """GELU, the tanh approximation (NNlib's `gelu`).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.gelu(1.0)), 4)
         0.8412
@@ -147,7 +147,7 @@ def gelu(x: jax.Array) -> jax.Array:
 def swish(x: jax.Array) -> jax.Array:
     """`x * sigmoid(x)`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.swish(1.0)), 4)
         0.7311
@@ -158,7 +158,7 @@ def swish(x: jax.Array) -> jax.Array:
 def softplus(x: jax.Array) -> jax.Array:
     """`log(1 + exp(x))`, computed stably.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.softplus(0.0)), 4)
         0.6931
@@ -169,7 +169,7 @@ def softplus(x: jax.Array) -> jax.Array:
 def selu(x: jax.Array) -> jax.Array:
     """Scaled ELU with the self-normalising constants.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.selu(1.0)), 4)
         1.0507
@@ -184,7 +184,7 @@ def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
         x: an array.
         alpha: NNlib's `α = 1`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.celu(-1.0)), 4)
         -0.6321
@@ -195,7 +195,7 @@ def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
 def relu6(x: jax.Array) -> jax.Array:
     """`min(max(x, 0), 6)`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.relu6(7.0))
         6.0
@@ -206,7 +206,7 @@ def relu6(x: jax.Array) -> jax.Array:
 def hardtanh(x: jax.Array) -> jax.Array:
     """`clamp(x, -1, 1)`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.hardtanh(-3.0))
         -1.0
@@ -217,7 +217,7 @@ def hardtanh(x: jax.Array) -> jax.Array:
 def hardsigmoid(x: jax.Array) -> jax.Array:
     """NNlib's `hardσ`: `max(0, min(1, (x + 3) / 6))`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.hardsigmoid(0.0))
         0.5
@@ -228,7 +228,7 @@ def hardsigmoid(x: jax.Array) -> jax.Array:
 def logsigmoid(x: jax.Array) -> jax.Array:
     """`log(sigmoid(x))`, computed stably (NNlib's `logσ`).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.logsigmoid(0.0)), 4)
         -0.6931
@@ -239,7 +239,7 @@ def logsigmoid(x: jax.Array) -> jax.Array:
 def mish(x: jax.Array) -> jax.Array:
     """`x * tanh(softplus(x))`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.mish(1.0)), 4)
         0.8651
@@ -250,7 +250,7 @@ def mish(x: jax.Array) -> jax.Array:
 def softsign(x: jax.Array) -> jax.Array:
     """`x / (1 + |x|)`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.softsign(1.0))
         0.5
@@ -266,7 +266,7 @@ def logsumexp(x: jax.Array, axis: int | tuple[int, ...] | None = None, keepdims:
         axis: the axes to reduce; None (NNlib's default `dims=:`) reduces all.
         keepdims: keep the reduced axes with size 1 (Julia's reductions always do).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import fluxlike as fl
         >>> fl.logsumexp(jnp.zeros((2, 2)))
@@ -288,7 +288,7 @@ def rrelu(x: jax.Array, lo: float = 1 / 8, hi: float = 1 / 3, *, key: Any = None
         hi: the largest slope (NNlib's default 1/3).
         key: a PRNG key or int seed.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import fluxlike as fl
         >>> y = fl.rrelu(jnp.full(1000, -10.0), key=0)
@@ -304,7 +304,7 @@ def rrelu(x: jax.Array, lo: float = 1 / 8, hi: float = 1 / 3, *, key: Any = None
 def gelu_erf(x: jax.Array) -> jax.Array:
     """Exact GELU, `0.5x * (1 + erf(x / sqrt(2)))` (NNlib's `gelu_erf`).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.gelu_erf(1.0)), 4)
         0.8413
@@ -315,7 +315,7 @@ def gelu_erf(x: jax.Array) -> jax.Array:
 def hardswish(x: jax.Array) -> jax.Array:
     """`x * hardsigmoid(x)` (MobileNetV3).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import fluxlike as fl
         >>> fl.hardswish(jnp.array([-4.0, 1.0, 4.0])).round(4)
@@ -327,7 +327,7 @@ def hardswish(x: jax.Array) -> jax.Array:
 def logcosh(x: jax.Array) -> jax.Array:
     """`log(cosh(x))`, computed stably as `x + softplus(-2x) - log(2)`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.logcosh(100.0)), 4)  # 100 - log(2), no overflow
         99.3069
@@ -338,7 +338,7 @@ def logcosh(x: jax.Array) -> jax.Array:
 def lisht(x: jax.Array) -> jax.Array:
     """`x * tanh(x)` (LiSHT).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.lisht(-1.0)), 4)
         0.7616
@@ -349,7 +349,7 @@ def lisht(x: jax.Array) -> jax.Array:
 def tanhshrink(x: jax.Array) -> jax.Array:
     """`x - tanh(x)`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> float(fl.tanhshrink(10.0))
         9.0
@@ -364,7 +364,7 @@ def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
         x: an array.
         lambd: the threshold (NNlib's `λ = 0.5`; `lambda` is reserved in Python).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import fluxlike as fl
         >>> fl.softshrink(jnp.array([-10.0, 0.3, 10.0]))
@@ -380,7 +380,7 @@ def trelu(x: jax.Array, theta: float = 1.0) -> jax.Array:
         x: an array.
         theta: the threshold (NNlib's default 1).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import fluxlike as fl
         >>> fl.trelu(jnp.array([0.5, 1.0, 2.0]))

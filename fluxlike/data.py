@@ -278,7 +278,7 @@ class DataLoader:
     with `batchsize=-1`) are errors, where MLUtils ignores them. `stacked()`
     hands a compiled loop a whole epoch at once.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> X = np.arange(10.0).reshape(5, 2); Y = np.arange(5)
       >>> loader = DataLoader((X, Y), batchsize=2)
@@ -417,7 +417,7 @@ class DataLoader:
         iteration, each call draws a new order when `shuffle=True`. With
         `shuffle=False` the arrays may be views of `data`: do not write into them.
 
-        Example:
+        Examples:
           >>> import numpy as np
           >>> loader = DataLoader({"x": np.arange(7.0)}, batchsize=3)
           >>> batches, rest = loader.stacked()
@@ -526,7 +526,7 @@ def onehotbatch(labels: Any, classes: Sequence[Hashable],
     numeric labels and numeric classes, an unknown label cannot raise: its row
     is NaN (or `default`'s class), so the loss turns non-finite.
 
-    Example:
+    Examples:
       >>> onehotbatch(["b", "a", "b"], ["a", "b", "c"])
       Array([[0., 1., 0.],
              [1., 0., 0.],
@@ -551,7 +551,7 @@ def onehot(label: Hashable, classes: Sequence[Hashable],
       classes: the possible labels, each listed once.
       default: the class an unknown label maps to; without it, an error.
 
-    Example:
+    Examples:
       >>> onehot("c", "abc")
       Array([0., 0., 1.], dtype=float32)
     """
@@ -572,7 +572,7 @@ def onecold(y: Any, labels: Sequence[Hashable] | None = None) -> Any:
 
     Ties go to the first maximum; NaN scores are not checked.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> y = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]])
       >>> onecold(y)

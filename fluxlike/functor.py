@@ -20,7 +20,7 @@ def params(model: Any) -> list[jax.Array]:
     """The trainable arrays of `model`, in order (for penalties; each tied
     array once).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> [p.shape for p in fl.params(fl.Dense(3, 2))]
         [(2, 3), (2,)]
@@ -39,7 +39,7 @@ def fmap(f: Callable, model: Any, *others: Any) -> Any:
     `others`, trees of the same shape such as gradients; None there passes
     the array through unchanged).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.Dense(2, 1, init=lambda k, s, d: jnp.ones(s, d))
         >>> g = fl.gradient(lambda m: m(jnp.array([1.0, 2.0])).sum(), m)[0]
@@ -59,7 +59,7 @@ def destructure(model: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
     """`(flat, re)`: the trainable arrays concatenated into one vector, and a
     function that rebuilds the model from such a vector.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> flat, re = fl.destructure(fl.Dense(2, 1))
         >>> flat.shape
@@ -111,7 +111,7 @@ def f16(model: Any) -> Any:
     float16 (their output has the input's dtype). LayerNorm converts fully.
     A layer opts in with the `Module` hook `_keep_float32`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.f16(fl.Dense(2, 1)).weight.dtype
         dtype('float16')
@@ -128,7 +128,7 @@ def f32(model: Any) -> Any:
     """A copy of `model` with every floating array in float32 (undoes `f16`,
     the mixed-precision layers included).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.f32(fl.f16(fl.Dense(2, 1))).weight.dtype
         dtype('float32')
@@ -142,7 +142,7 @@ def f64(model: Any) -> Any:
     `jax.config.update("jax_enable_x64", True)`, else JAX keeps float32
     and this raises).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.f64(fl.Dense(2, 1))  # doctest: +SKIP
     """
@@ -154,7 +154,7 @@ def f64(model: Any) -> Any:
 def cpu(model: Any) -> Any:
     """A copy of `model` with every array on the first CPU device.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.cpu(fl.Dense(2, 1)).weight.devices()
         {CpuDevice(id=0)}
@@ -166,7 +166,7 @@ def gpu(model: Any) -> Any:
     """A copy of `model` on the default accelerator (GPU or TPU), or unchanged
     with a warning when there is none, as Flux's `gpu` does.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> m = fl.gpu(fl.Dense(2, 1))  # doctest: +SKIP
     """
@@ -181,7 +181,7 @@ def state(model: Any) -> Any:
     statistics) in a tree of the model's shape, as plain arrays: what you
     save, and what `loadmodel_` reads.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> s = fl.state(fl.Dense(2, 1))
         >>> s.weight.shape

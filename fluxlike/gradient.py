@@ -106,7 +106,7 @@ def withgradient(f: Callable, *args: Any, compile: bool = True) -> tuple[Any, tu
     changing a list outside itself) runs eagerly after one warning saying
     why; `compile=False` runs eagerly without compiling or warning.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> val, grads = fl.withgradient(lambda x, y: (x * y).sum(), jnp.array([1.0, 2.0]), 3.0)
         >>> val, grads
@@ -191,7 +191,7 @@ def gradient(f: Callable, *args: Any, compile: bool = True) -> tuple:
     for the return-value rule, the state carried out of train mode, and
     how eager calls compile themselves (`compile=False` opts out).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = fl.Dense(2, 1, bias=False, init=lambda k, s, d: jnp.ones(s, d))
         >>> grads = fl.gradient(lambda m: m(jnp.array([1.0, 2.0])).sum(), model)

@@ -71,7 +71,7 @@ def nfan(shape: Shape) -> tuple[int, int]:
     Args:
         shape: the weight's shape.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.nfan((32, 784)), fl.nfan((3, 3, 8, 16))
         ((784, 32), (72, 144))
@@ -96,7 +96,7 @@ def glorot_uniform(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: fl
         dtype: a float dtype.
         gain: scales the bound.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> w = fl.glorot_uniform(jax.random.PRNGKey(0), (3, 4))
         >>> w.shape, bool(abs(w).max() <= (6 / 7) ** 0.5)
@@ -117,7 +117,7 @@ def glorot_normal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: flo
         dtype: a float dtype.
         gain: scales the standard deviation.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> fl.glorot_normal(jax.random.PRNGKey(0), (300, 200)).std().round(2)
         Array(0.06, dtype=float32)
@@ -137,7 +137,7 @@ def kaiming_uniform(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: f
         dtype: a float dtype.
         gain: scales the bound; Flux's default `sqrt(2)` suits relu.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> w = fl.kaiming_uniform(0, (100, 6))
         >>> bool(abs(w).max() <= 1.0), bool(abs(w).max() > 0.9)
@@ -157,7 +157,7 @@ def kaiming_normal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: fl
         dtype: a float dtype.
         gain: scales the standard deviation; Flux's default `sqrt(2)` suits relu.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.kaiming_normal(0, (1000, 200)).std()), 2)  # sqrt(2 / 200)
         0.1
@@ -188,7 +188,7 @@ def truncated_normal(
         lo: the lower end of the interval kept.
         hi: the upper end of the interval kept.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> w = fl.truncated_normal(0, (10_000,))
         >>> bool(w.min() >= -2), bool(w.max() <= 2)
@@ -220,7 +220,7 @@ def lecun_normal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: floa
         dtype: a float dtype.
         gain: scales the standard deviation.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> round(float(fl.lecun_normal(0, (1000, 100)).std()), 2)
         0.1
@@ -244,7 +244,7 @@ def orthogonal(key: Any, shape: Shape, dtype: Any = jnp.float32, *, gain: float 
         dtype: a float dtype.
         gain: scales the matrix.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> import fluxlike as fl
         >>> w = fl.orthogonal(0, (5, 7))
@@ -279,7 +279,7 @@ def sparse_init(
         sparsity: the fraction of zeros per column (required, as in Flux).
         std: of the non-zero entries.
 
-    Example:
+    Examples:
         >>> import functools, fluxlike as fl
         >>> import fluxlike as fl
         >>> w = fl.sparse_init(0, (10, 3), sparsity=0.5)
@@ -324,7 +324,7 @@ def identity_init(
         gain: the value on the diagonal / centre taps.
         shift: circular shift, as `jnp.roll`.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.identity_init(None, (2, 3)).tolist()
         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
@@ -353,7 +353,7 @@ def zeros32(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
         shape: the array's shape.
         dtype: the dtype.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> fl.zeros32(None, (2,))
         Array([0., 0.], dtype=float32)
@@ -369,7 +369,7 @@ def ones32(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
         shape: the array's shape.
         dtype: the dtype.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> fl.ones32(None, (2,))
         Array([1., 1.], dtype=float32)
@@ -385,7 +385,7 @@ def rand32(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
         shape: the array's shape.
         dtype: a float dtype.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> w = fl.rand32(0, (1000,))
         >>> bool(w.min() >= 0), bool(w.max() < 1)
@@ -402,7 +402,7 @@ def randn32(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
         shape: the array's shape.
         dtype: a float dtype.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.randn32(0, (2, 3)).shape
         (2, 3)

@@ -135,7 +135,7 @@ def mae(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Array:
       y: targets, the shape of ``y_hat``.
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> print(fl.losses.mae(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4)))
@@ -158,7 +158,7 @@ def mse(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Array:
       y: targets, the shape of ``y_hat``.
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> print(fl.losses.mse(jnp.array([1.1, 1.9, 3.1]), jnp.arange(1, 4)))
@@ -188,7 +188,7 @@ def msle(
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
       eps: stabiliser; ``None`` means the machine epsilon of ``y_hat``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> print(fl.losses.msle(jnp.array([1.1, 2.2, 3.3]), jnp.arange(1, 4)))
@@ -217,7 +217,7 @@ def huber_loss(
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
       delta: the error size where the loss turns from quadratic to linear.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat = jnp.array([1.1, 2.1, 3.1])
@@ -243,7 +243,7 @@ def label_smoothing(y: ArrayLike, alpha: float, *, axis: int | None = -1) -> jax
       axis: the one-hot axis; ``None`` for binary labels, which are squeezed
         towards 0.5 (Flux's ``dims=0``).
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jnp.array([[0, 1], [0, 1], [1, 0]])
@@ -286,7 +286,7 @@ def crossentropy(
       agg: reduction of the per-sample losses; ``None`` returns them unreduced.
       eps: stabiliser; ``None`` means the machine epsilon of ``y_hat``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jax.nn.one_hot(jnp.array([0, 1, 2, 1, 0]), 3)
@@ -318,7 +318,7 @@ def logitcrossentropy(
       axis: the class axis (or axes).
       agg: reduction of the per-sample losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jax.nn.one_hot(jnp.array([0, 1, 2, 0, 1, 0, 0]), 3)
@@ -349,7 +349,7 @@ def binarycrossentropy(
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
       eps: stabiliser; ``None`` means the machine epsilon of ``y_hat``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat = jnp.array([0.731059, 0.5, 0.731059])
@@ -375,7 +375,7 @@ def logitbinarycrossentropy(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.me
       y: target probabilities in [0, 1], the shape of ``y_hat`` or a constant.
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat = jnp.array([2.0, -1.0, jnp.pi])
@@ -412,7 +412,7 @@ def kldivergence(
       eps: stabiliser of the cross entropy; ``None`` means the machine epsilon
         of ``y_hat``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> p1, p2 = jnp.eye(2), jnp.full((2, 2), 0.5)
@@ -442,7 +442,7 @@ def poisson_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.
       y: observed counts, the shape of ``y_hat``.
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> print(fl.losses.poisson_loss(jnp.array([1.0, 3.0, 3.0]), jnp.arange(1, 4)))
@@ -465,7 +465,7 @@ def hinge_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -> jax.Ar
       y: labels in {-1, 1}, the shape of ``y_hat``.
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat, y = jnp.array([0.1, 0.3, 1.0, 1.5]), jnp.array([1, -1, 1, 1])
@@ -489,7 +489,7 @@ def squared_hinge_loss(y_hat: ArrayLike, y: ArrayLike, *, agg: Agg = jnp.mean) -
       y: labels in {-1, 1}, the shape of ``y_hat``.
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat, y = jnp.array([0.1, 0.3, 1.0, 1.5]), jnp.array([1, -1, 1, 1])
@@ -518,7 +518,7 @@ def dice_coeff_loss(y_hat: ArrayLike, y: ArrayLike, *, smooth: float = 1.0) -> j
       y: target masks, the shape of ``y_hat``.
       smooth: added to numerator and denominator.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> print(fl.losses.dice_coeff_loss(jnp.array([1.1, 2.1, 3.1]), jnp.arange(1, 4)))
@@ -551,7 +551,7 @@ def tversky_loss(y_hat: ArrayLike, y: ArrayLike, *, beta: float = 0.7) -> jax.Ar
       y: target masks, the shape of ``y_hat``.
       beta: the weight of false positives; ``1 - beta`` weighs false negatives.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jnp.array([1.0, 1.0, 0.0, 0.0])
@@ -596,7 +596,7 @@ def binary_focal_loss(
       gamma: the focusing exponent, down-weighting well-classified entries.
       eps: stabiliser; ``None`` means the machine epsilon of ``y_hat``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jnp.array([[0, 1], [1, 0], [0, 1]])
@@ -635,7 +635,7 @@ def focal_loss(
       gamma: the focusing exponent, down-weighting well-classified samples.
       eps: stabiliser; ``None`` means the machine epsilon of ``y_hat``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y = jax.nn.one_hot(jnp.array([0, 1, 2, 1, 0]), 3)
@@ -663,7 +663,7 @@ def siamese_contrastive_loss(
       agg: reduction of the elementwise losses; ``None`` returns them unreduced.
       margin: the distance beyond which dissimilar pairs cost nothing; >= 0.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat = jnp.array([0.5, 1.5, 2.5])
@@ -787,7 +787,7 @@ def ctc_loss(
         ``None`` returns them unreduced. Note that ``jnp.mean`` is a plain
         mean over sequences, unlike PyTorch's ``reduction="mean"``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> import fluxlike as fl
       >>> y_hat = jnp.array([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 1.0, 2.0]])

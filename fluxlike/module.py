@@ -44,7 +44,7 @@ def field(*, static: bool = False, trainable: bool = True, default: Any = _MISSI
             statistics, PRNG keys): gradients and optimisers skip them.
         default: value used when `__init__` does not set the field.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fluxlike as fl
         >>> class Affine(fl.Module):
         ...     scale: jax.Array
@@ -75,7 +75,7 @@ def is_training(layer: Module | None = None) -> bool:
     Automatic mode is active inside `fl.gradient` and inactive outside; a
     layer's `active` field, set by `trainmode_`/`testmode_`, overrides it.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.is_training()
         False
@@ -105,7 +105,7 @@ class Module:
     Subclasses declare fields with annotations (see `fl.field`), set them in
     `__init__`, and compute on a batch in `__call__`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fluxlike as fl
         >>> class Scale2(fl.Module):
         ...     w: jax.Array

@@ -29,7 +29,7 @@ __all__ = ["Replicate", "FSDP", "shard", "shard_", "gather"]
 class Replicate:
     """Every array whole on every device of the mesh: data parallelism.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.Replicate()
         Replicate()
@@ -48,7 +48,7 @@ class FSDP:
     than `min_size` elements, or with no such dimension, stay replicated.
     Integer arrays (PRNG keys, counters) are always replicated.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.FSDP("data")
         FSDP('data', min_size=1024)
@@ -175,7 +175,7 @@ def shard(tree: Any, mesh: Mesh, rule: Any = None) -> Any:
     of a replicated model's state is ZeRO-1 (optimiser state sharded,
     parameters whole).
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> mesh = jax.make_mesh((8,), ("data",))
         >>> model = fl.shard(fl.Chain(fl.Dense(64, 256), fl.Dense(256, 10)), mesh, fl.FSDP("data"))
@@ -194,7 +194,7 @@ def shard_(tree: Any, mesh: Mesh, rule: Any = None) -> Any:
     """`shard` in place: the model's (or state's) arrays are rebound to their
     placed copies; returns the same object.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> model = fl.Dense(2, 8)
         >>> fl.shard_(model, jax.make_mesh((8,), ("data",))) is model
@@ -212,7 +212,7 @@ def gather(tree: Any) -> Any:
     """`tree` with every array as a numpy array on the host, whole (what a
     sharded array holds across all its devices).
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> m = fl.shard(fl.Dense(2, 8), jax.make_mesh((8,), ("data",)), fl.FSDP("data", min_size=1))
         >>> type(fl.gather(m).weight).__name__, fl.gather(m).weight.shape

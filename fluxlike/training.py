@@ -62,7 +62,7 @@ def train_(
     Returns:
         The loss of every item, as a numpy array.
 
-    Example:
+    Examples:
         >>> import numpy as np, jax.numpy as jnp, fluxlike as fl
         >>> model = fl.Dense(1, 1)
         >>> x = np.linspace(-1, 1, 64, dtype="float32")[:, None]
@@ -87,7 +87,7 @@ def train(
 ) -> tuple[Any, OptState, np.ndarray]:
     """`train_` without changing its inputs: returns `(model, state, losses)`.
 
-    Example:
+    Examples:
         >>> import numpy as np, fluxlike as fl
         >>> model = fl.Dense(1, 1)
         >>> state = fl.setup(fl.Descent(0.1), model)
@@ -111,7 +111,7 @@ def trainstep_(loss: Callable, model: Any, batch: Any, state: OptState) -> jax.A
     is not finite the update is skipped (model and state unchanged) and the
     returned loss shows it.
 
-    Example:
+    Examples:
         >>> import numpy as np, fluxlike as fl
         >>> model = fl.Dense(1, 1)
         >>> state = fl.setup(fl.Descent(0.1), model)

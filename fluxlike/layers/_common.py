@@ -67,7 +67,7 @@ class SamePad:
     puts the extra element at the low end of the axis, as Flux does (PyTorch's
     and TensorFlow's "same" put it at the high end).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> layer = fl.Conv((2, 2), 3, 7, pad=fl.SamePad())
         >>> layer

@@ -57,7 +57,7 @@ def make_causal_mask(x: Any, dims: int = -2) -> jax.Array:
     matrix: Flux's `m[i, j] == i ≤ j` with the axes reversed); it broadcasts
     against the attention scores (batch..., heads, q_len, kv_len).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.make_causal_mask(jnp.ones((2, 3, 8)))
         Array([[ True, False, False],
@@ -106,7 +106,7 @@ class MultiHeadAttention(Module):
     logits are scaled by `1/sqrt(d)`, as in Flux and PyTorch. The attention
     dropout layer is `mha.attn_drop`, None when `dropout_prob` is 0.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> mha = fl.MultiHeadAttention(64, nheads=8)
         >>> mha

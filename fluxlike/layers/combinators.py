@@ -27,7 +27,7 @@ __all__ = ["Chain", "Fn", "Parallel", "SkipConnection", "PairwiseFusion", "Maxou
 class Fn(Module):
     """A plain function as a layer with no parameters, so it can sit in a Chain.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.Chain(fl.Dense(2, 3), jnp.tanh)
         Chain(Dense(2 => 3), tanh)  # 9 parameters
@@ -69,7 +69,7 @@ class Chain(Module):
     name (`model.layers.enc`, `model["enc"]`, and also `model[0]`). Plain
     functions are wrapped as parameter-free layers.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.Chain(fl.Dense(784, 32, fl.relu), fl.Dense(32, 10))
         >>> m
@@ -204,7 +204,7 @@ class Parallel(_Fused):
     and several inputs, `connection(l(x1), l(x2), ...)`. A single tuple
     argument is always splatted, so a Chain can feed several inputs.
 
-    Example:
+    Examples:
         >>> import operator, jax.numpy as jnp, fluxlike as fl
         >>> p = fl.Parallel(operator.add, jnp.square, jnp.sqrt)
         >>> p(jnp.array([3.0]), jnp.array([4.0]))  # 3^2 + sqrt(4)
@@ -253,7 +253,7 @@ class PairwiseFusion(_Fused):
     `y1 = l1(x1)`, `y2 = l2(connection(y1, x2))`, `y3 = l3(connection(y2, x3))`,
     and the result is `(y1, y2, y3)`. With one input `x`, every `xi` is `x`.
 
-    Example:
+    Examples:
         >>> import operator, jax.numpy as jnp, fluxlike as fl
         >>> m = fl.PairwiseFusion(operator.add, jnp.square, jnp.negative)
         >>> m(jnp.array([3.0]), jnp.array([1.0]))  # (3^2, -(9 + 1))
@@ -290,7 +290,7 @@ class SkipConnection(Module):
         connection: a function of two arguments, `connection(block_output, x)`,
             or a layer (e.g. a `Bilinear` that recombines the two).
 
-    Example:
+    Examples:
         >>> import operator, jax.numpy as jnp, fluxlike as fl
         >>> m = fl.SkipConnection(fl.Dense(3, 3, bias=False), operator.add)  # a residual block
         >>> m
@@ -330,7 +330,7 @@ class Maxout(Module):
     Maxout over linear layers is a universal approximator (Goodfellow et al.,
     "Maxout Networks", 2013).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.Maxout(jnp.square, lambda x: 3 * x)
         >>> m(jnp.array([-2, -1, 0, 1, 2]))

@@ -140,7 +140,7 @@ class Conv(Module):
 
     The output's spatial size is `(n + lo + hi - (k - 1) * dilation - 1) // stride + 1`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> layer = fl.Conv((5, 5), 3, 7, fl.relu, bias=False)
         >>> layer
@@ -252,7 +252,7 @@ def DepthwiseConv(
     Returns a `Conv` (as Flux does), which prints with `groups=in_`. For a given
     weight array use `fl.Conv(weight, groups=in_)`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> layer = fl.DepthwiseConv((5, 5), 3, 6, fl.relu, bias=False)
         >>> layer
@@ -301,7 +301,7 @@ class ConvTranspose(Module):
     `Conv`). The output's spatial size is
     `(n - 1) * stride + (k - 1) * dilation + 1 - lo - hi + outpad`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> layer = fl.ConvTranspose((5, 5), 3, 7, fl.relu)
         >>> layer

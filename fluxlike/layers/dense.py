@@ -44,7 +44,7 @@ class Dense(Module):
     The weight has shape (out, in), as in Flux and PyTorch; any leading axes of
     `x` are batch axes, so a single vector works too.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> d = fl.Dense(784, 32, fl.relu)
         >>> d
@@ -127,7 +127,7 @@ class Bilinear(Module):
     same leading (batch) axes; the result is (..., out). The weight has shape
     (out, in1, in2), as in Flux and `torch.nn.Bilinear`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> b = fl.Bilinear((5, 4), 7)
         >>> b
@@ -219,7 +219,7 @@ class Scale(Module):
         key: a PRNG key or int seed for `init`; None draws from `fl.seed`'s stream.
         dtype: the parameters' dtype.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> s = fl.Scale(2)
         >>> s

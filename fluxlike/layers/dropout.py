@@ -47,7 +47,7 @@ class Dropout(Module):
     steps draw different masks, and a jitted step that returns the model
     carries it forward.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> d = fl.Dropout(0.5, key=0)
         >>> d(jnp.ones(4))  # test mode outside gradient: the identity
@@ -131,7 +131,7 @@ class AlphaDropout(Module):
             True/False to force it (see `fl.trainmode_`).
         key: a PRNG key or int seed; None draws from `fl.seed`'s stream.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fluxlike as fl
         >>> x = jax.random.normal(jax.random.PRNGKey(1), (10_000,))
         >>> y = fl.AlphaDropout(0.2, active=True, key=0)(x)

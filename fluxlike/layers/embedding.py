@@ -43,7 +43,7 @@ class Embedding(Module):
     while the row is zero). Out-of-range indices raise an error when the
     input is concrete; under `jax.jit` they cannot, and give NaN rows instead.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> e = fl.Embedding(26, 4, padding_idx=0)
         >>> e

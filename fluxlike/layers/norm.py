@@ -218,7 +218,7 @@ class BatchNorm(_StatsNorm):
     `fl.f16` keeps the statistics and β, γ in float32; a float16 input is
     normalised in float32 and returned in float16 (Flux's mixed precision).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> bn = fl.BatchNorm(2, fl.relu)
         >>> bn
@@ -277,7 +277,7 @@ class InstanceNorm(_StatsNorm):
     Inputs are (batch, spatial..., channels), e.g. NHWC images. Under
     `fl.f16` its arrays stay float32, as BatchNorm's.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.InstanceNorm(2)
         >>> m
@@ -341,7 +341,7 @@ class GroupNorm(Module):
     Inputs are (batch, channels) or (batch, spatial..., channels). Under
     `fl.f16` `bias` and `scale` stay float32, as BatchNorm's.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.GroupNorm(4, 2)
         >>> m
@@ -423,7 +423,7 @@ class LayerNorm(Module):
     those are the last axes here, written in the order of `x.shape` (as
     PyTorch's `normalized_shape`).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.LayerNorm(3)
         >>> m

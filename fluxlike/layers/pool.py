@@ -109,7 +109,7 @@ class MaxPool(_Pool):
             padded positions never win the max.
         stride: an int or one per axis; default the window (non-overlapping).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.MaxPool((2, 2))
         MaxPool((2, 2))
@@ -134,7 +134,7 @@ class MeanPool(_Pool):
             `count_include_pad=True`), as in Flux.
         stride: an int or one per axis; default the window.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.MeanPool((2, 2))(jnp.arange(16.0).reshape(1, 4, 4, 1))[0, :, :, 0]
         Array([[ 2.5,  4.5],
@@ -166,7 +166,7 @@ class _GlobalPool(Module):
 class GlobalMaxPool(_GlobalPool):
     """Max over all spatial axes, kept with size 1: (N, H, W, C) -> (N, 1, 1, C), as Flux.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.GlobalMaxPool()(jnp.ones((2, 10, 10, 7))).shape
         (2, 1, 1, 7)
@@ -182,7 +182,7 @@ class GlobalMaxPool(_GlobalPool):
 class GlobalMeanPool(_GlobalPool):
     """Mean over all spatial axes, kept with size 1: (N, H, W, C) -> (N, 1, 1, C), as Flux.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.Chain(fl.Conv((3, 3), 3, 7), fl.GlobalMeanPool(), fl.flatten)
         >>> m(jnp.ones((2, 10, 10, 3))).shape
@@ -233,7 +233,7 @@ class AdaptiveMaxPool(_AdaptivePool):
     divides `in` this is PyTorch's `AdaptiveMaxPool*d`; otherwise PyTorch uses
     windows of varying size and the results differ.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.AdaptiveMaxPool((25, 25))(jnp.ones((2, 100, 100, 3))).shape
         (2, 25, 25, 3)
@@ -252,7 +252,7 @@ class AdaptiveMeanPool(_AdaptivePool):
 
     Windows as in `AdaptiveMaxPool`: PyTorch's `AdaptiveAvgPool*d` when `out` divides `in`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
         >>> bool((fl.AdaptiveMeanPool((2, 2))(x) == fl.MeanPool((2, 2))(x)).all())
@@ -273,7 +273,7 @@ def flatten(x: jax.Array) -> jax.Array:
     Args:
         x: an array whose first axis is the batch.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.flatten(jnp.ones((2, 3, 4, 5))).shape
         (2, 60)

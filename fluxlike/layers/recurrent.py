@@ -142,7 +142,7 @@ class RNNCell(_Cell):
     of shape (batch, out) or (out,), zeros when omitted; it returns `(h', h')`.
     PyTorch's `nn.RNN` has two biases: `bias = bias_ih + bias_hh`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> cell = fl.RNNCell(3, 5)
         >>> cell
@@ -204,7 +204,7 @@ class LSTMCell(_Cell):
     PyTorch's `nn.LSTM`: `Wi = weight_ih_l0`, `Wh = weight_hh_l0`,
     `bias = bias_ih_l0 + bias_hh_l0`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> cell = fl.LSTMCell(3, 5)
         >>> cell
@@ -273,7 +273,7 @@ class GRUCell(_Cell):
     `r ⊙ (...)`; it matches this cell when that third is zero, with
     `bias = bias_ih + bias_hh`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> cell = fl.GRUCell(3, 5)
         >>> cell
@@ -327,7 +327,7 @@ class GRUv3Cell(_Cell):
     Flux's `Wh` has a third block that its code never reads; here `Wh`
     holds only the reset and update blocks.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> cell = fl.GRUv3Cell(3, 5)
         >>> cell
@@ -374,7 +374,7 @@ def initialstates(layer: Module) -> Any:
     Args:
         layer: a cell (`RNNCell`, `LSTMCell`, ...) or a sequence layer.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> h, c = fl.initialstates(fl.LSTM(3, 5))
         >>> h
@@ -497,7 +497,7 @@ class RNN(_Scan):
     state is zeros when omitted; one of shape (out,) is shared by the batch.
     The steps run in `jax.lax.scan`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> rnn = fl.RNN(3, 5)
         >>> rnn
@@ -530,7 +530,7 @@ class LSTM(_Scan):
     (time, out). The initial state is zeros when omitted; states of shape
     (out,) are shared by the batch. The steps run in `jax.lax.scan`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> lstm = fl.LSTM(3, 5, return_state=True)
         >>> lstm
@@ -557,7 +557,7 @@ class GRU(_Scan):
     or (time, in); it returns every step's output, (batch, time, out) or
     (time, out), starting from zeros when `h` is omitted.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> gru = fl.GRU(3, 5)
         >>> gru
@@ -582,7 +582,7 @@ class GRUv3(_Scan):
     Call it as `gru(x)` or `gru(x, h)` with `x` of shape (batch, time, in)
     or (time, in); it returns every step's output.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.GRUv3(3, 5)(jnp.ones((4, 7, 3))).shape
         (4, 7, 5)
@@ -603,7 +603,7 @@ class Recurrence(_Scan):
     The input is (batch, time, in) or (time, in); the outputs `y_t` are
     stacked on axis 1 (axis 0 for a single sequence).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> r = fl.Recurrence(fl.RNNCell(3, 5))
         >>> r

@@ -65,7 +65,7 @@ class Upsample(Module):
     `"bilinear"` needs images (N, H, W, C), `"trilinear"` volumes (N, D, H, W, C);
     `"nearest"` works for any number of spatial axes.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> m = fl.Upsample(scale=(2, 3))
         >>> m, m(jnp.ones((1, 2, 2, 1))).shape
@@ -192,7 +192,7 @@ class PixelShuffle(Module):
     Args:
         r: the upscale factor.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.PixelShuffle(2)(jnp.ones((1, 3, 5, 8))).shape
         (1, 6, 10, 2)

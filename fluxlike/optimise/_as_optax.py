@@ -24,7 +24,7 @@ __all__ = ["RuleState", "init", "update"]
 class RuleState(NamedTuple):
     """A rule's optax state: the step count, the hyperparameter row and the per-array states.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> st = fl.Descent(0.1).init({"w": jnp.ones(2)})
         >>> isinstance(st, fl.RuleState), st.count, st.hyper

@@ -51,7 +51,7 @@ def adjust_(tree: Any, eta: Any = None, **hyper: Any) -> None:
         **hyper: other hyperparameters by Optimisers.jl's names (`beta`,
             `rho`, `epsilon`, `lambd`, `delta`, `omega`, `n`, `couple`, ...).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> model = fl.Chain(enc=fl.Dense(3, 2), dec=fl.Dense(2, 3))
         >>> state = fl.setup(fl.Adam(0.02), model)
@@ -75,7 +75,7 @@ def adjust(tree: Any, eta: Any = None, **hyper: Any) -> OptState:
         tree: the state from `fl.setup`, or a part of it.
         eta: the learning rate. **hyper: other hyperparameters by name.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> state = fl.setup(fl.Descent(0.1), {"w": jnp.zeros(2)})
         >>> new = fl.adjust(state, 0.5)
@@ -96,7 +96,7 @@ def learning_rate(tree: Any) -> float:
     Args:
         tree: the state from `fl.setup`, or a part of it; its Leafs must agree.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, optax, fluxlike as fl
         >>> model = {"w": jnp.zeros(2)}
         >>> state = fl.setup(fl.Adam(optax.linear_schedule(0.1, 0.0, 10)), model)
@@ -122,7 +122,7 @@ def freeze_(tree: Any) -> None:
     """Freeze every Leaf in `tree` (the whole state or a part): `update` then
     leaves those parameters and their optimiser state unchanged.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = {"a": jnp.ones(2), "b": jnp.ones(2)}
         >>> state = fl.setup(fl.Descent(0.1), model)
@@ -139,7 +139,7 @@ def freeze_(tree: Any) -> None:
 def thaw_(tree: Any) -> None:
     """Undo `freeze_` on every Leaf in `tree`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> state = fl.setup(fl.Descent(), {"a": jnp.ones(2)})
         >>> fl.freeze_(state); fl.thaw_(state); state["a"].frozen
@@ -153,7 +153,7 @@ def thaw_(tree: Any) -> None:
 def freeze(tree: Any) -> OptState:
     """`freeze_` without changing the input: returns the new whole state tree.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> state = fl.setup(fl.Descent(), {"a": jnp.ones(2)})
         >>> fl.freeze(state)["a"].frozen, state["a"].frozen
@@ -166,7 +166,7 @@ def freeze(tree: Any) -> OptState:
 def thaw(tree: Any) -> OptState:
     """`thaw_` without changing the input: returns the new whole state tree.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> state = fl.freeze(fl.setup(fl.Descent(), {"a": jnp.ones(2)}))
         >>> fl.thaw(state)["a"].frozen

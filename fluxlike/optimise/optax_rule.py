@@ -39,7 +39,7 @@ class Optax:
     """An optax transformation as `Leaf.rule` shows it, with its injected
     hyperparameters' current values.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, optax, fluxlike as fl
         >>> state = fl.setup(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), {"w": jnp.ones(2)})
         >>> state["w"].rule

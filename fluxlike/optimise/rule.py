@@ -63,7 +63,7 @@ class Rule:
     place. Rules that need every array at once (a global norm) override
     `run(batch, ctx)` (see `_batch.Batch`).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> class Sign(fl.Rule):
         ...     hyper = ("eta",)
@@ -168,7 +168,7 @@ class Rule:
     def init(self, params: Any) -> _as_optax.RuleState:
         """optax: the state for a whole pytree of parameters.
 
-        Example:
+        Examples:
             >>> import jax.numpy as jnp, optax, fluxlike as fl
             >>> params = {"w": jnp.ones(2)}
             >>> opt = optax.chain(optax.clip(1.0), fl.Descent(0.1))
@@ -190,7 +190,7 @@ class Rule:
         `optax.chain(optax.clip(1.0), fl.Adam())`. Between emissions, AccumGrad
         passes on zeros (optax.MultiSteps wraps the optimiser instead).
 
-        Example:
+        Examples:
             >>> import jax.numpy as jnp, fluxlike as fl
             >>> opt = fl.Momentum(0.1, 0.9)
             >>> params = {"a": jnp.ones(2), "b": jnp.zeros(())}

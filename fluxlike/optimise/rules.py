@@ -76,7 +76,7 @@ class Descent(Rule):
         eta: learning rate (>= 0, or an optax schedule). Optimisers.jl's
             default is the Float32 `0.1f0`; ours is 0.1, the same in float32.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> fl.Descent(0.01)
         Descent(eta=0.01)
@@ -103,7 +103,7 @@ class Momentum(Rule):
     Args:
         eta: learning rate. rho: momentum, in [0, 1].
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.Momentum(0.01, 0.9)
         Momentum(eta=0.01, rho=0.9)
@@ -133,7 +133,7 @@ class Nesterov(Rule):
     Args:
         eta: learning rate (default 0.001, smaller than Momentum's). rho: momentum, in [0, 1].
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.Nesterov()
         Nesterov(eta=0.001, rho=0.9)
@@ -166,7 +166,7 @@ class Rprop(Rule):
         ell: (decrease, increase), with 0 < decrease <= 1 <= increase.
         gamma: (min, max) step size.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.Rprop()
         Rprop(eta=0.001, ell=(0.5, 1.2), gamma=(1e-06, 50.0))
@@ -208,7 +208,7 @@ class RMSProp(Rule):
         centred: normalise by the variance instead of the second moment; it
             changes the state, so it is fixed at setup (as in Optimisers.jl).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.RMSProp(centred=True)
         RMSProp(eta=0.001, rho=0.9, epsilon=1e-08, centred=True)
@@ -247,7 +247,7 @@ class Adam(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.Adam()
         Adam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
@@ -272,7 +272,7 @@ class RAdam(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.RAdam(0.01)
         RAdam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
@@ -298,7 +298,7 @@ class AdaMax(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.AdaMax()
         AdaMax(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
@@ -319,7 +319,7 @@ class OAdam(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), default (0.5, 0.9). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.OAdam()
         OAdam(eta=0.001, beta=(0.5, 0.9), epsilon=1e-08)
@@ -347,7 +347,7 @@ class AdaGrad(Rule):
     Args:
         eta: learning rate (default 0.1). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.AdaGrad()
         AdaGrad(eta=0.1, epsilon=1e-08)
@@ -375,7 +375,7 @@ class AdaDelta(Rule):
     Args:
         rho: decay, in [0, 1]. epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.AdaDelta()
         AdaDelta(rho=0.9, epsilon=1e-08)
@@ -406,7 +406,7 @@ class AMSGrad(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.AMSGrad()
         AMSGrad(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
@@ -434,7 +434,7 @@ class NAdam(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.NAdam()
         NAdam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)
@@ -459,7 +459,7 @@ class AdamW(Rule):
         lambd: decay (Optimisers.jl's `lambda`), default 0. epsilon: >= 0.
         couple: whether the decay is scaled by eta; data, so adjustable.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.AdamW(lambd=0.01)
         AdamW(eta=0.001, beta=(0.9, 0.999), lambd=0.01, epsilon=1e-08, couple=True)
@@ -501,7 +501,7 @@ class AdaBelief(_AdamLike):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1). epsilon: default 1e-16.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.AdaBelief()
         AdaBelief(eta=0.001, beta=(0.9, 0.999), epsilon=1e-16)
@@ -535,7 +535,7 @@ class Lion(Rule):
     Args:
         eta: learning rate. beta: (b1, b2), each in [0, 1).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.Lion()
         Lion(eta=0.001, beta=(0.9, 0.999))

@@ -81,7 +81,7 @@ class OptState:
     Navigate it like the model (`state.layers.enc`, `state.layers[0].weight`);
     pass it through `jax.jit` like any pytree.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> model = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1, bias=False))
         >>> state = fl.setup(fl.Adam(), model)
@@ -107,7 +107,7 @@ class OptState:
     def leaves(self) -> list[Leaf]:
         """Every Leaf, in the model's order.
 
-        Example:
+        Examples:
             >>> import jax.numpy as jnp, fluxlike as fl
             >>> [leaf.path for leaf in fl.setup(fl.Adam(), {"a": jnp.ones(1), "b": jnp.ones(2)}).leaves()]
             ["['a']", "['b']"]
@@ -153,7 +153,7 @@ class Leaf:
     `Leaf.state`), so `jax.tree.map` over a part of the state works on the
     moments; a Leaf that `jax.tree.map` builds holds only that state.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fluxlike as fl
         >>> state = fl.setup(fl.Momentum(), {"w": jnp.zeros(3)})
         >>> leaf = state["w"]
@@ -242,7 +242,7 @@ class StateView:
     arrays are their rules' states: `jax.tree.map(jnp.copy, state.layers.enc)`
     snapshots them, and it maps together with a later view of the same part.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> state = fl.setup(fl.Descent(0.1), fl.Chain(fl.Dense(2, 2), fl.Dense(2, 1)))
         >>> state.layers[1]
@@ -406,7 +406,7 @@ def setup(rule: Any, model: Any) -> OptState:
             like `optax.clip_by_global_norm` stay global).
         model: the model (any pytree of arrays; trainable arrays get Leafs).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = fl.Chain(fl.Dense(784, 32, fl.relu), fl.Dense(32, 10))
         >>> opt_state = fl.setup(fl.Descent(0.01), model)

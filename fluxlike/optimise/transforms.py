@@ -29,7 +29,7 @@ class WeightDecay(Rule):
     Args:
         lambd: decay, >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.OptimiserChain(fl.WeightDecay(0.42), fl.Adam(0.1))
         OptimiserChain(WeightDecay(lambd=0.42), Adam(eta=0.1, beta=(0.9, 0.999), epsilon=1e-08))
@@ -52,7 +52,7 @@ class SignDecay(Rule):
     Args:
         lambd: decay, >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.SignDecay()
         SignDecay(lambd=0.001)
@@ -75,7 +75,7 @@ class ClipGrad(Rule):
     Args:
         delta: the bound, >= 0.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> fl.ClipGrad(0.5)
         ClipGrad(delta=0.5)
@@ -187,7 +187,7 @@ class ClipNorm(_NormRule):
         p: which norm (2, 1, inf, -inf, 0 or any other real); fixed at setup.
         throw: raise on a non-finite norm; fixed at setup.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = {"w": jnp.zeros(2)}
         >>> state = fl.setup(fl.ClipNorm(1.0), model)
@@ -226,7 +226,7 @@ class ClipGlobalNorm(_NormRule):
         p: which norm (2, 1, inf, ...); fixed at setup.
         throw: raise on a non-finite norm; fixed at setup.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = {"a": jnp.zeros(1), "b": jnp.zeros(1)}
         >>> state = fl.setup(fl.ClipGlobalNorm(1.0), model)
@@ -274,7 +274,7 @@ class AccumGrad(Rule):
     Args:
         n: how many gradients to average, an int >= 1.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = {"w": jnp.zeros(1)}
         >>> state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Descent(0.1)), model)
@@ -337,7 +337,7 @@ class OptimiserChain(Rule):
     Args:
         *rules: the rules, e.g. `ClipGrad(1.0), Adam()`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> rule = fl.OptimiserChain(fl.ClipGrad(1.0), fl.Descent(0.1))
         >>> rule

@@ -175,7 +175,7 @@ def update(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
         model: the model.
         grads: the gradient of the model, e.g. `fl.gradient(f, model)[0]`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = {"w": jnp.array([1.0, 2.0])}
         >>> state = fl.setup(fl.Descent(0.1), model)
@@ -207,7 +207,7 @@ def update_(state: OptState, model: Any, grads: Any) -> tuple[OptState, Any]:
         model: the model (a Module or a dict/list of arrays).
         grads: the gradient of the model.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, fluxlike as fl
         >>> model = fl.Dense(2, 1)
         >>> state = fl.setup(fl.Descent(0.1), model)

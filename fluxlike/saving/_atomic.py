@@ -93,7 +93,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         write: called once with the temporary file opened for binary writing
             (it may seek); an exception leaves `path` untouched.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> from fluxlike.saving._atomic import write_atomic
         >>> p = os.path.join(tempfile.mkdtemp(), "a.bin")

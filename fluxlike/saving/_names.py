@@ -20,7 +20,7 @@ __all__ = ["dotted", "named_arrays", "match_named", "load_named_"]
 def dotted(path: tuple) -> str:
     """`layers.0.weight` for a JAX key path.
 
-    Example:
+    Examples:
         >>> import jax, fluxlike as fl
         >>> from fluxlike.saving._names import dotted
         >>> [dotted(p) for p, _ in jax.tree_util.tree_flatten_with_path(fl.Chain(fl.Dense(1, 1)))[0]]

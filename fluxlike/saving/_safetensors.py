@@ -71,7 +71,7 @@ def write(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], metadata:
     tensors: each takes part in gathering the arrays that span processes,
     process 0 alone writes, and all return once the file is in place.
 
-    Example:
+    Examples:
         >>> import os, tempfile, numpy as np
         >>> from safetensors.numpy import load_file
         >>> from fluxlike.saving import _safetensors
@@ -185,7 +185,7 @@ def read(path: str | os.PathLike, fn: str, names: Iterable[str] | None = None) -
     if given), after every check: the header's, and the data's CRC-32 when
     fluxlike wrote the file. Raises ValueError naming the file otherwise.
 
-    Example:
+    Examples:
         >>> import os, tempfile, numpy as np
         >>> from fluxlike.saving import _safetensors
         >>> p = os.path.join(tempfile.mkdtemp(), "t.safetensors")

@@ -54,7 +54,7 @@ def rule_signature(state: Any) -> str:
     rule's types and static options (not its hyperparameter values, which
     the checkpoint holds), or the optax state's structure.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> from fluxlike.saving.checkpoint import rule_signature
         >>> rule_signature(fl.setup(fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam()), fl.Dense(2, 1)))
@@ -124,7 +124,7 @@ def savecheckpoint(path: str | os.PathLike, model: Any, state: Any, *, loader: D
         step: a step or epoch number to store (returned by `loadcheckpoint_`).
         metadata: strings to store (`{"val_loss": "0.31"}`).
 
-    Example:
+    Examples:
         >>> import os, tempfile, fluxlike as fl
         >>> model = fl.Dense(2, 1)
         >>> state = fl.setup(fl.Adam(), model)
@@ -169,7 +169,7 @@ def loadcheckpoint_(path: str | os.PathLike, model: Any, state: Any, *,
     file, a damaged file or a mismatched array is refused with an error that
     names the file and the entries, and leaves all the objects as they were.
 
-    Example:
+    Examples:
         >>> import os, tempfile, fluxlike as fl
         >>> path = os.path.join(tempfile.mkdtemp(), "run.safetensors")
         >>> fl.savecheckpoint(path, fl.Dense(2, 1), fl.setup(fl.Adam(), fl.Dense(2, 1)), step=3)

@@ -37,7 +37,7 @@ class CheckpointManager:
         best: a metadata key whose value ranks checkpoints; that best one is kept too.
         mode: "min" or "max", how `best` ranks.
 
-    Example:
+    Examples:
         >>> import tempfile, fluxlike as fl
         >>> model = fl.Dense(2, 1)
         >>> state = fl.setup(fl.Adam(), model)
@@ -71,7 +71,7 @@ class CheckpointManager:
     def path(self, step: int) -> str:
         """The file of `step` (whether or not it exists).
 
-        Example:
+        Examples:
             >>> import fluxlike as fl
             >>> fl.CheckpointManager("/tmp/run").path(42)
             '/tmp/run/step-000000042.safetensors'

@@ -62,7 +62,7 @@ def savemodel(path: str | os.PathLike, model: Any, *, metadata: dict[str, str] |
         model: any model or pytree of arrays.
         metadata: strings to store with the arrays (`{"epoch": "3"}`).
 
-    Example:
+    Examples:
         >>> import os, tempfile, fluxlike as fl
         >>> from safetensors.numpy import load_file
         >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
@@ -96,7 +96,7 @@ def loadmodel_(model: Any, src: Any, *, strict: bool = True) -> Any:
     forgives missing and unexpected names (as PyTorch's `load_state_dict`),
     never a wrong shape or dtype.
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> a, b = fl.Dense(2, 1), fl.Dense(2, 1)
         >>> _ = fl.loadmodel_(b, fl.state(a))

@@ -316,7 +316,7 @@ def torchstate(model: Any, like: Any = None) -> dict[str, np.ndarray]:
         model: the fluxlike model (see the module docstring for the layers).
         like: a torch module or state_dict whose names to use (optional).
 
-    Example:
+    Examples:
         >>> import fluxlike as fl
         >>> sd = fl.torchstate(fl.Chain(fl.Conv((3, 3), 1, 4), fl.BatchNorm(4), fl.Dense(4, 2)))
         >>> {k: v.shape for k, v in sd.items()}  # doctest: +NORMALIZE_WHITESPACE
@@ -352,7 +352,7 @@ def loadtorch_(model: Any, state_dict: Any, *, strict: bool = True) -> Any:
     one side has more layers the first ones are matched, and an entry one
     side lacks (a bias) is skipped; shapes and dtypes must still agree.
 
-    Example:
+    Examples:
         >>> import numpy as np, fluxlike as fl
         >>> model = fl.Chain(fl.Dense(3, 4, fl.relu), fl.Dense(4, 1))
         >>> sd = {"0.weight": np.ones((4, 3), np.float32), "0.bias": np.zeros(4, np.float32),
