@@ -53,7 +53,8 @@ def train_(
         model: the model; its arrays are rebound in place.
         data: an iterable of items, e.g. a `fl.DataLoader` or `list(zip(X, Y))`.
         state: from `fl.setup(rule, model)`; rebound in place.
-        fuse: run the whole epoch as one compiled `lax.scan` when the items
+        fuse: run the whole epoch as one compiled loop (a `lax.fori_loop`
+            over the stacked batches, its bounds data) when the items
             can be stacked (a `fl.DataLoader`, or a list of items of one
             shape). Same results; far less per-step overhead. The stacked
             epoch must fit in device memory (lists over 1 GiB are not fused).
