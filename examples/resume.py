@@ -6,7 +6,7 @@ interrupted: the final weights are bit-identical, with Dropout, BatchNorm, a
 shuffled DataLoader and a learning-rate step in play.
 
     python examples/resume.py [--epochs 12] [--kill-after 5] [--dir runs/resume]
-    python examples/resume.py --short    # 3 epochs, killed after 1, no figures (CI)
+    python examples/resume.py --short    # 2 epochs, killed after 1, no figures (CI)
 
 The full run draws both runs' loss per epoch, the kill marked.
 """
@@ -75,7 +75,7 @@ def spawn(folder: str, epochs: int, seed: int) -> subprocess.Popen:
 
 def main(argv: list[str] | None = None) -> bool:
     def extra(ap: argparse.ArgumentParser) -> None:
-        ap.add_argument("--epochs", type=int, default=None, help="epochs to train (default 12; 3 with --short)")
+        ap.add_argument("--epochs", type=int, default=None, help="epochs to train (default 12; 2 with --short)")
         ap.add_argument("--kill-after", type=int, default=None,
                         help="SIGKILL the run once this epoch is saved (default 5; 1 with --short)")
         ap.add_argument("--dir", default=os.path.join("runs", "resume"))
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> bool:
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
         return True
-    args.epochs = args.epochs or (3 if args.short else 12)
+    args.epochs = args.epochs or (2 if args.short else 12)
     args.kill_after = args.kill_after or (1 if args.short else 5)
     curves: dict[str, dict[int, float]] = {"killed, then resumed": {}, "never interrupted": {}}
 

@@ -71,4 +71,4 @@ def test_every_example_has_a_gallery_page_with_its_code_output_and_figures(name)
         assert os.path.getsize(path) > 5000, f"{fig} is missing or empty: run python docs/gallery/build.py {name}"
         assert fig.split("/")[-1].startswith(f"{name}-"), "an example's figures are named after it"
         assert f"wrote docs/gallery/{fig}" in output, f"{fig} was not written by the run shown on the page"
-    assert f"gallery/{name}.md" in read(DOCS, "gallery", "index.md")
+    assert f"]({name}.md)" in read(DOCS, "gallery", "index.md"), "the gallery index must link the page"
