@@ -76,3 +76,21 @@ def savefig(fig: Any, folder: str | None, name: str) -> str | None:
     pyplot().close(fig)
     print(f"wrote {os.path.relpath(path, ROOT) if path.startswith(ROOT) else path}")
     return path
+
+
+def loss_figure(losses: list[float], title: str = "loss") -> tuple[Any, Any]:
+    """A figure of two panels: the mean training loss per epoch on the left
+    (log scale), and an empty right panel (returned) for the example's own
+    metric against the same epochs.
+
+    Examples:
+        >>> fig, right = loss_figure([1.0, 0.5])
+        >>> len(fig.axes), right.get_title()
+        (2, '')
+    """
+    import numpy as np
+
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.4))
+    left.plot(np.arange(1, len(losses) + 1), losses, marker="o", ms=3)
+    left.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title=title)
+    return fig, right

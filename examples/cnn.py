@@ -13,7 +13,7 @@ import time
 
 import jax.numpy as jnp
 import numpy as np
-from _common import options, pyplot, savefig
+from _common import loss_figure, options, pyplot, savefig
 from sklearn.datasets import load_digits
 
 import fluxlike as fl
@@ -71,11 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.figures:
         plt = pyplot()
-        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-        ep = np.arange(1, epochs + 1)
-        a.plot(ep, history["loss"], marker="o", ms=3)
-        a.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="loss")
-        b.plot(ep, history["test"], marker="o", ms=3, color="C1")
+        fig, b = loss_figure(history["loss"])
+        b.plot(np.arange(1, epochs + 1), history["test"], marker="o", ms=3, color="C1")
         b.set(xlabel="epoch", ylabel="held-out accuracy", title=f"accuracy on {len(test)} held-out digits")
         savefig(fig, args.figures, "cnn-curves")
 

@@ -12,7 +12,7 @@ import time
 
 import jax.numpy as jnp
 import numpy as np
-from _common import options, pyplot, savefig
+from _common import loss_figure, options, savefig
 from sklearn.datasets import load_digits
 
 import fluxlike as fl
@@ -58,11 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"held-out accuracy {acc:.3f} on {len(test)} digits, {time.perf_counter() - t0:.1f} s of training")
 
     if args.figures:
-        plt = pyplot()
-        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+        fig, b = loss_figure(history["loss"], "loss (logit cross-entropy)")
+        a = fig.axes[0]
         ep = np.arange(1, epochs + 1)
-        a.plot(ep, history["loss"], marker="o", ms=3)
-        a.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="loss (logit cross-entropy)")
         b.plot(ep, history["train"], label="train", marker="o", ms=3)
         b.plot(ep, history["test"], label=f"held out ({len(test)} digits)", marker="o", ms=3)
         b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
