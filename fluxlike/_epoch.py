@@ -8,7 +8,7 @@ Two loops over the same compiled step (`_step.py`):
   the list is unchanged), held on the device, and run by one compiled
   `fori_loop` whose bounds are
   data (so `progress=True` runs chunks of about a quarter second through the
-  same program);
+  same program, each shown once it has run);
 - item by item: anything else (generators, ragged items, `fuse=False`) calls
   the compiled step once per item.
 
@@ -167,7 +167,9 @@ _STACKED = _StackedLists()
 
 class _Bar:
     """tqdm's bar showing completed steps and the running loss, or nothing.
-    Reading a loss waits only for a step that was dispatched a while ago."""
+    A loss given as a float is shown at once; one given as an array is shown
+    at the next update, so reading it waits only for a step dispatched a
+    while ago."""
 
     def __init__(self, on: bool, total: int | None, fn: str) -> None:
         self.bar = None
@@ -182,7 +184,9 @@ class _Bar:
     def update(self, steps: int, loss: Any = None) -> None:
         if self.bar is None:
             return
-        if loss is not None:
+        if isinstance(loss, float):  # already read: show it now
+            self.pending = [loss, loss]
+        elif loss is not None:
             self.pending.append(loss)
         if len(self.pending) > 1:  # show the previous report's loss: it is ready by now
             self.bar.set_postfix(loss=f"{float(self.pending.pop(0)):.4g}", refresh=False)
@@ -214,19 +218,36 @@ def _fused(run: _Run, carry: tuple, batches: Any, rest: list, bar: _Bar) -> tupl
     if bar.bar is None:
         carry, _ = loop(*carry, batches, np.int32(0), np.int32(lead))
     else:  # chunks of about a quarter of a second, whatever a step costs
-        batches = jax.device_put(batches)
-        lo, chunk, t0 = 0, max(1, lead // 200), time.perf_counter()
-        while lo < lead:
-            hi = min(lead, lo + chunk)
-            carry, total = loop(*carry, batches, np.int32(lo), np.int32(hi))
-            bar.update(hi - lo, total / (hi - lo))
-            lo, now = hi, time.perf_counter()
-            chunk = max(1, min(lead, int(chunk * 0.25 / max(now - t0, 1e-4))))
-            t0 = now
+        carry = _chunked(loop, carry, jax.device_put(batches), lead, bar)
     for k, d in enumerate(rest):
         check_call(run.loss, d, lead + k, run.fn)
         carry = run.steps.get("epoch", run.treedef, run.where, splat(d))(*carry, d)[0]
     return carry, lead + len(rest)
+
+
+def _chunked(loop: Callable, carry: tuple, batches: Any, lead: int, bar: _Bar) -> tuple:
+    """Run `loop` over `batches` in chunks, showing each chunk on the bar once
+    it has run. Dispatch returns before the device is done, so a chunk is
+    timed from the end of the one before it to its own end, read by waiting
+    on its loss while the next chunk is already queued: the device never
+    idles, and the bar never runs ahead of it."""
+    lo, chunk, pending, done_at = 0, max(1, lead // 200), None, None
+    while lo < lead or pending is not None:
+        queued = None
+        if lo < lead:
+            hi = min(lead, lo + chunk)
+            carry, total = loop(*carry, batches, np.int32(lo), np.int32(hi))
+            queued, lo = (hi - lo, total), hi
+        if pending is not None:
+            n, total = pending
+            mean = float(total) / n  # waits for the chunk
+            now = time.perf_counter()
+            if done_at is not None:  # the device ran n steps since the last chunk ended
+                chunk = max(1, min(lead, int(n * 0.25 / max(now - done_at, 1e-4))))
+            done_at = now
+            bar.update(n, mean)
+        pending = queued
+    return carry
 
 
 def _itemwise(run: _Run, carry: tuple, data: Iterable, n: int | None, bar: _Bar, full: list) -> tuple[tuple, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import NamedTuple
 
 import jax
@@ -287,6 +288,73 @@ def test_dataloader_epochs_fused_with_a_remainder_and_progress_bar(capsys):
     for a, b in zip(arrays(model), arrays(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert "train_" in capsys.readouterr().err  # tqdm writes to stderr
+
+
+class _RecordingBar:
+    """Stands in for tqdm's bar: records each update with how many steps had
+    really run on the device when it was shown."""
+
+    made: list = []
+
+    def __init__(self, total=None, **kw):
+        self.total, self.shown = total, []
+        _RecordingBar.made.append(self)
+
+    def update(self, n):
+        self.shown.append((n, _RecordingBar.ran[0]))
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_the_progress_bar_shows_steps_once_they_have_run_in_chunks_of_about_a_quarter_second(monkeypatch):
+    # each step sleeps 2 ms on the device (a host callback), so an epoch of 400 steps
+    # takes at least 0.8 s on any machine: several chunks, in every epoch
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    monkeypatch.setattr(tqdm_auto, "tqdm", _RecordingBar)
+    _RecordingBar.made, _RecordingBar.ran = [], [0]
+
+    def ran():
+        time.sleep(0.002)
+        _RecordingBar.ran[0] += 1
+
+    def slow_mse(m, x, y):
+        jax.debug.callback(ran)
+        return mse(m, x, y)
+
+    model = fl.Dense(3, 1, key=0)
+    loader = fl.DataLoader((np.tile(X, (10, 1)), np.tile(Y, (10, 1))), batchsize=1)  # 400 batches
+    state = fl.setup(fl.Descent(0.01), model)
+    for epoch in range(2):
+        before = _RecordingBar.ran[0]
+        fl.train_(slow_mse, model, loader, state, progress=True)
+        bar = _RecordingBar.made[-1]
+        assert bar.total == 400 and sum(n for n, _ in bar.shown) == 400
+        shown = 0
+        for n, done in bar.shown:  # a bar never runs ahead of the device
+            shown += n
+            assert shown <= done - before, (epoch, bar.shown)
+        assert len(bar.shown) >= 4, (epoch, bar.shown)  # not one chunk for the whole epoch
+
+
+def test_the_progress_bar_waits_for_each_chunk_before_showing_it(monkeypatch):
+    # dispatch returns before the device is done: a bar fed the loss arrays as
+    # they are dispatched shows the whole epoch at once, then waits
+    shown = []
+    monkeypatch.setattr(fl._epoch._Bar, "update", lambda self, n, loss=None: shown.append(
+        (n, loss.is_ready() if isinstance(loss, jax.Array) else loss)))
+    model = fl.Chain(fl.Dense(256, 256, fl.relu), fl.Dense(256, 256, fl.relu), fl.Dense(256, 1))
+    x = np.random.default_rng(0).normal(size=(200 * 32, 256)).astype("float32")
+    loader = fl.DataLoader((x, x[:, :1]), batchsize=32)
+    state = fl.setup(fl.Adam(1e-3), model)
+    for epoch in range(2):
+        shown.clear()
+        fl.train_(lambda m, x, y: fl.losses.mse(m(x), y), model, loader, state, progress=True)
+        assert sum(n for n, _ in shown) == 200
+        assert all(isinstance(v, float) for _, v in shown), shown  # read from the device: the chunk had run
 
 
 def test_generator_data_runs_per_step():
