@@ -146,7 +146,21 @@ def _withgradient(f: Callable, args: tuple) -> tuple[Any, tuple]:
         ]
         return loss, (out, state)
 
-    (_, (out, state)), grads = jax.value_and_grad(inner, has_aux=True)(diff)
+    eager = not tracing()
+    try:
+        (_, (out, state)), grads = jax.value_and_grad(inner, has_aux=True)(diff)
+    except jax.errors.ConcretizationTypeError as e:
+        if not eager:  # under a trace (the compiled path, a jit of the user's): JAX's own error says it
+            raise
+        raise TypeError(
+            f"{e}\n\nfluxlike: the function given to fl.gradient or fl.withgradient needed a plain "
+            "number from an array it is differentiating (float(), int(), .item() or np.asarray() on "
+            "the loss or on something computed from the model). Under jax.grad that array carries its "
+            "derivative, so it has no plain value, even outside jax.jit. To log the loss, return it "
+            "and read it outside: `loss, grads = fl.withgradient(f, model)` (or return "
+            "`(loss, aux)` and read aux). Inside f, `float(jax.lax.stop_gradient(x))` gives x's "
+            "value (f then runs eagerly, op by op), and `jax.debug.print` prints it without leaving "
+            "the compiled program.") from e
     result = []
     for a, (leaves, treedef, mask), g, s in zip(args, flats, grads, state):
         if s is not None:

@@ -154,6 +154,33 @@ def test_python_if_on_an_array_falls_back_with_one_warning():
         assert_same(g, want, "fallback gradient")
 
 
+def test_float_of_the_loss_says_what_to_do_and_stop_gradient_reads_it():
+    # as under jax.grad, even eagerly: the value being differentiated has no plain number
+    model = fl.Dense(2, 1)
+    x, y = randn(4, 2), randn(4, 1)
+    for compile in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the compiled path warns first, then runs eagerly
+            with pytest.raises(TypeError, match=r"(?s)float\(\).*fl.withgradient.*stop_gradient"):
+                fl.gradient(lambda m: float(fl.losses.mse(m(x), y)) * fl.losses.mse(m(x), y), model,
+                            compile=compile)
+    seen = []
+
+    def logged(m):
+        l = fl.losses.mse(m(x), y)
+        seen.append(float(jax.lax.stop_gradient(l)))
+        return l
+
+    with pytest.warns(UserWarning, match="runs eagerly"):
+        g = fl.gradient(logged, model)[0]
+    want = jax.grad(lambda w, b: jnp.mean(jnp.sum((x @ w.T + b - y) ** 2, axis=1)), argnums=(0, 1))(
+        model.weight, model.bias)
+    np.testing.assert_allclose(g.weight, want[0], rtol=1e-5)
+    np.testing.assert_allclose(g.bias, want[1], rtol=1e-5)
+    np.testing.assert_allclose(seen[-1], np.mean(np.sum((np.asarray(model(x)) - np.asarray(y)) ** 2, axis=1)),
+                               rtol=1e-5)
+
+
 def test_side_effects_run_eagerly_and_no_tracer_leaks():
     model = fl.Dense(2, 1)
     x = randn(3, 2)
