@@ -313,7 +313,8 @@ class _RecordingBar:
 def test_the_progress_bar_shows_steps_once_they_have_run_in_chunks_of_about_a_quarter_second(monkeypatch):
     # each step sleeps 2 ms on the device (a host callback), so an epoch of 400 steps
     # takes at least 0.8 s on any machine: several chunks, in every epoch
-    tqdm_auto = pytest.importorskip("tqdm.auto")
+    import tqdm.auto as tqdm_auto
+
     monkeypatch.setattr(tqdm_auto, "tqdm", _RecordingBar)
     _RecordingBar.made, _RecordingBar.ran = [], [0]
 
