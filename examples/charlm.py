@@ -46,11 +46,6 @@ class Block(fl.Module):
         x = x + a
         return x + self.mlp(self.ln2(x))
 
-    def _repr_head(self) -> str:   # print the sublayers one a line, as Chain does
-        return "Block(…)"
-
-    def _children(self) -> list:
-        return [(name, getattr(self, name)) for name in self._fields]
 
 
 class CharLM(fl.Module):
@@ -73,11 +68,6 @@ class CharLM(fl.Module):
         x = self.tok(idx) + self.pos(jnp.arange(idx.shape[-1]))
         return self.out(self.ln(self.blocks(x)))
 
-    def _repr_head(self) -> str:
-        return "CharLM(…)"
-
-    def _children(self) -> list:
-        return [(name, getattr(self, name)) for name in self._fields]
 
 
 def windows(ids: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:

@@ -163,9 +163,13 @@ class Module:
       `Dense(2 => 3, relu)`. The default shows the static fields (without
       `active`, shown only when forced). A container returns a head with the
       placeholder `(…)`, which the printer replaces by its children.
-    - `_children() -> list[tuple[key, layer]] | None`: None for a leaf layer
-      (the default); a container returns its sublayers as `(key, layer)`
-      pairs, printed one a line, `key = ` shown when it is a str.
+    - `_children() -> list[tuple[key, layer]] | None`: None for a leaf layer;
+      a container returns its sublayers as `(key, layer)` pairs, printed one
+      a line, `key = ` shown when it is a str. By default a class that keeps
+      the default `_repr_head` and holds layers in its fields is a
+      container of those fields, followed by its static fields
+      (`Name(…)`, as Flux's `@layer` shows a struct of layers); a class
+      with its own `_repr_head` is a leaf unless it defines `_children` too.
 
     Example (a layer with state, a mode and its own head):
         >>> class Counter(fl.Module):
@@ -302,15 +306,29 @@ class Module:
     # --- printing ---------------------------------------------------------
 
     def _repr_head(self) -> str:
-        """The one-line description of this layer alone, e.g. `Dense(2 => 3)`."""
+        """The one-line description of this layer alone, e.g. `Dense(2 => 3)`;
+        `Name(…)` for a container, its children printed in place of `…`."""
         cls = type(self)
+        if self._children() is not None:
+            return f"{cls.__name__}(…)"
         parts = [f"{k}={self.__dict__[k]!r}" for k in cls._static if k != "active"]
         return f"{cls.__name__}({', '.join(parts)}{_mode_str(self, bool(parts))})"
 
     def _children(self) -> list[tuple[Any, Module]] | None:
         """Sublayers as `(key, layer)` pairs to print one a line in the
-        multi-line form, or None for a leaf layer."""
-        return None
+        multi-line form, or None for a leaf layer.
+
+        The default: a class that keeps the default `_repr_head` is a
+        container when some of its data fields hold layers, and those fields
+        are its children, by name. A class with its own `_repr_head` is a
+        leaf unless it defines `_children` too."""
+        cls = type(self)
+        if cls._repr_head is not Module._repr_head:
+            return None
+        kids = [(n, self.__dict__[n]) for n in cls._fields if isinstance(self.__dict__.get(n), Module)]
+        if not kids:
+            return None
+        return kids + [(n, _Config(self.__dict__[n])) for n in cls._static if n != "active" and n in self.__dict__]
 
     def __repr__(self) -> str:
         """One line for a small model, else Flux's multi-line display.
@@ -324,6 +342,19 @@ class Module:
     def __str__(self) -> str:
         """`print(model)`: Flux's REPL display, multi-line for containers."""
         return big_show(self) if self._children() is not None else repr(self)
+
+
+class _Config:
+    """A static field's value among a container's printed children: shown
+    by its repr, with no parameter count."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def _mode_str(layer: Module, comma: bool) -> str:

@@ -180,6 +180,43 @@ def test_long_models_print_multi_line_with_names():
     assert text.endswith("# Total: 4 arrays, 25_450 parameters, 99.414 KiB.")
 
 
+class _Pair(fl.Module):
+    """A user's container: no printing hooks of its own."""
+
+    enc: fl.Dense
+    dec: fl.Chain
+    scale: float = fl.field(static=True)
+
+    def __init__(self):
+        self.enc = fl.Dense(2, 3, fl.relu)
+        self.dec = fl.Chain(fl.Dense(3, 4), fl.Dense(4, 1))
+        self.scale = 2.0
+
+    def __call__(self, x):
+        return self.dec(self.enc(x))
+
+
+def test_a_users_module_of_layers_prints_its_fields_as_children_like_flux_layer():
+    # Flux's `@layer` struct of layers prints each sublayer on its own line with its
+    # count; here each field by name. Counts by hand: 2*3+3, 3*4+4, 4*1+1.
+    m = _Pair()
+    assert repr(m).startswith("_Pair(\n")  # nested (dec is a Chain): the multi-line form
+    lines = str(m).splitlines()
+    assert lines[0] == "_Pair("
+    assert lines[1].startswith("  enc = Dense(2 => 3, relu),") and lines[1].endswith("# 9 parameters")
+    assert lines[2] == "  dec = Chain("
+    assert lines[3].startswith("    Dense(3 => 4),") and lines[3].endswith("# 16 parameters")
+    assert lines[4].startswith("    Dense(4 => 1),") and lines[4].endswith("# 5 parameters")
+    assert lines[5] == "  ),"
+    assert lines[6] == "  scale = 2.0,"  # static fields after the layers, with no count
+    assert lines[7].startswith(")") and "# Total: 6 arrays, 30 parameters" in lines[7]
+    one = _Pair()  # a flat container stays on one line, its fields named
+    one.dec = fl.Dense(3, 1)
+    assert repr(one) == "_Pair(enc=Dense(2 => 3, relu), dec=Dense(3 => 1), scale=2.0)  # 13 parameters"
+    # a layer with its own one-line head stays a leaf, whatever it holds
+    assert "\n" not in repr(fl.MultiHeadAttention(8, nheads=2))
+
+
 def test_state_arrays_are_counted_as_non_trainable():
     m = fl.Chain(Affine(3), fl.Dense(3, 3), fl.Dense(3, 3))
     text = str(m)
