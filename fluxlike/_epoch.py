@@ -184,12 +184,13 @@ class _Bar:
     def update(self, steps: int, loss: Any = None) -> None:
         if self.bar is None:
             return
-        if isinstance(loss, float):  # already read: show it now
-            self.pending = [loss, loss]
+        if isinstance(loss, float):  # already read from the device: show it now
+            self.pending = [loss]
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
         elif loss is not None:
             self.pending.append(loss)
-        if len(self.pending) > 1:  # show the previous report's loss: it is ready by now
-            self.bar.set_postfix(loss=f"{float(self.pending.pop(0)):.4g}", refresh=False)
+            if len(self.pending) > 1:  # show the previous report's loss: it is ready by now
+                self.bar.set_postfix(loss=f"{float(self.pending.pop(0)):.4g}", refresh=False)
         self.bar.update(steps)
 
     def close(self) -> None:

@@ -353,9 +353,12 @@ def test_the_progress_bar_waits_for_each_chunk_before_showing_it(monkeypatch):
     state = fl.setup(fl.Adam(1e-3), model)
     for epoch in range(2):
         shown.clear()
-        fl.train_(lambda m, x, y: fl.losses.mse(m(x), y), model, loader, state, progress=True)
+        losses = fl.train_(lambda m, x, y: fl.losses.mse(m(x), y), model, loader, state, progress=True)
         assert sum(n for n, _ in shown) == 200
         assert all(isinstance(v, float) for _, v in shown), shown  # read from the device: the chunk had run
+        ends = np.cumsum([n for n, _ in shown])
+        for (n, v), end in zip(shown, ends):  # each shows its own chunk's mean loss
+            np.testing.assert_allclose(v, np.mean(losses[end - n:end]), rtol=1e-5)
 
 
 def test_generator_data_runs_per_step():
